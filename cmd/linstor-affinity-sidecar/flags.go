@@ -1,0 +1,109 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"k8s.io/klog/v2"
+
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
+)
+
+// config is every setting of the program, named as the kubernetes-csi sidecars
+// name theirs where one exists.
+type config struct {
+	csiAddress   string
+	driverName   string
+	kubeconfig   string
+	timeout      time.Duration
+	httpEndpoint string
+	metricsPath  string
+
+	leaderElection          bool
+	leaderElectionNamespace string
+	leaseDuration           time.Duration
+	renewDeadline           time.Duration
+	retryPeriod             time.Duration
+
+	reconcileRate     time.Duration
+	resyncRate        time.Duration
+	workers           int
+	propertyNamespace string
+	gracePeriod       time.Duration
+	defaultPolicy     string
+	kubeAPIQPS        float64
+	kubeAPIBurst      int
+}
+
+// version is stamped at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func newFlagSet(name string, c *config) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	klog.InitFlags(fs)
+	fs.StringVar(&c.csiAddress, "csi-address", "/csi/csi.sock", "Address of the CSI driver socket shared with the LINSTOR CSI controller. Empty: standalone mode (needs --driver-name).")
+	fs.StringVar(&c.driverName, "driver-name", "", "CSI driver name whose PVs to manage. Default: asked from the driver (GetPluginInfo); required in standalone mode.")
+	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "Path to a kubeconfig. Empty: in-cluster configuration.")
+	fs.DurationVar(&c.timeout, "timeout", time.Minute, "Timeout of every single Kubernetes, LINSTOR and CSI call.")
+	fs.StringVar(&c.httpEndpoint, "http-endpoint", ":9813", "Address of the HTTP server for /healthz, /readyz and metrics. Empty: disabled.")
+	fs.StringVar(&c.metricsPath, "metrics-path", "/metrics", "HTTP path of the Prometheus metrics.")
+	fs.BoolVar(&c.leaderElection, "leader-election", true, "Elect a leader on a Lease, so only one replica acts.")
+	fs.StringVar(&c.leaderElectionNamespace, "leader-election-namespace", "", "Namespace of the leader election Lease. Empty: the pod's namespace.")
+	fs.DurationVar(&c.leaseDuration, "leader-election-lease-duration", 15*time.Second, "Duration non-leaders wait before trying to take the lease.")
+	fs.DurationVar(&c.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "Duration the leader retries renewing before giving up.")
+	fs.DurationVar(&c.retryPeriod, "leader-election-retry-period", 5*time.Second, "Duration between leader election attempts.")
+	fs.DurationVar(&c.reconcileRate, "reconcile-rate", 15*time.Second, "How often LINSTOR is read and every PV checked, besides PV changes.")
+	fs.DurationVar(&c.resyncRate, "resync-rate", 5*time.Minute, "How often the informers resync their caches.")
+	fs.IntVar(&c.workers, "workers", 10, "Repairs carried out at the same time.")
+	fs.StringVar(&c.propertyNamespace, "property-namespace", "", "LINSTOR property namespace holding node topology. Empty: Aux/topology if any node has Aux/topology/kubernetes.io/hostname, else Aux.")
+	fs.DurationVar(&c.gracePeriod, "new-pv-grace-period", time.Minute, "Leave PVs younger than this alone (0 disables).")
+	fs.StringVar(&c.defaultPolicy, "default-remote-access-policy", "true", "LINSTOR CSI's --default-remote-access-policy: the policy of StorageClasses that set none and use DRBD or NVMe.")
+	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 20, "Queries per second to the Kubernetes API server.")
+	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 40, "Burst of queries to the Kubernetes API server.")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n       %s migrate-properties [flags]\n\n", name, name)
+		fmt.Fprintf(fs.Output(), "Keeps the node affinity of LINSTOR CSI PersistentVolumes in sync with where LINSTOR keeps their data.\n")
+		fmt.Fprintf(fs.Output(), "LINSTOR is reached with golinstor's LS_* environment (LS_CONTROLLERS, LS_ROOT_CA, LS_USER_CERTIFICATE, LS_USER_KEY, ...).\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// validate checks settings that flag parsing cannot.
+func (c *config) validate() (sidecar.Policy, error) {
+	if c.csiAddress == "" && c.driverName == "" {
+		return nil, fmt.Errorf("standalone mode (--csi-address=\"\") needs --driver-name")
+	}
+	for name, d := range map[string]time.Duration{"--timeout": c.timeout, "--reconcile-rate": c.reconcileRate, "--resync-rate": c.resyncRate} {
+		if d <= 0 {
+			return nil, fmt.Errorf("%s must be positive, got %s", name, d)
+		}
+	}
+	if c.gracePeriod < 0 {
+		return nil, fmt.Errorf("--new-pv-grace-period must not be negative, got %s", c.gracePeriod)
+	}
+	if c.workers < 1 {
+		return nil, fmt.Errorf("--workers must be at least 1, got %d", c.workers)
+	}
+	p, err := sidecar.ParsePolicy(c.defaultPolicy)
+	if err != nil {
+		return nil, fmt.Errorf("--default-remote-access-policy: %w", err)
+	}
+	return p, nil
+}
+
+func fail(format string, args ...any) {
+	klog.ErrorS(fmt.Errorf(format, args...), "Cannot start")
+	klog.FlushAndExit(klog.ExitFlushTimeout, 1)
+}
+
+func exitOnHelp(err error) {
+	if err == flag.ErrHelp {
+		os.Exit(0)
+	}
+	if err != nil {
+		os.Exit(2)
+	}
+}

@@ -1,0 +1,260 @@
+// Command linstor-affinity-sidecar runs next to the LINSTOR CSI controller and
+// keeps every LINSTOR-backed PV's node affinity in sync with where LINSTOR keeps
+// the volume's data. main only wires; the decisions live in package sidecar.
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	lapi "github.com/LINBIT/golinstor/client"
+	"github.com/kubernetes-csi/csi-lib-utils/leaderelection"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/util/rand"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/kubernetes/scheme"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/cache"
+	"k8s.io/client-go/tools/clientcmd"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/csiprobe"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
+)
+
+const component = "linstor-affinity-sidecar"
+
+func main() {
+	name := filepath.Base(os.Args[0])
+	args := os.Args[1:]
+	if len(args) > 0 && args[0] == "migrate-properties" {
+		migrateProperties(name, args[1:])
+		return
+	}
+	var c config
+	exitOnHelp(newFlagSet(name, &c).Parse(args))
+	defaultPolicy, err := c.validate()
+	if err != nil {
+		fail("%v", err)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	klog.InfoS("Starting", "component", component, "version", version)
+
+	restConfig, err := kubeConfig(c)
+	if err != nil {
+		fail("kubernetes configuration: %v", err)
+	}
+	kube := kubernetes.NewForConfigOrDie(restConfig)
+
+	var driver sidecar.Driver
+	driverName := c.driverName
+	if c.csiAddress != "" {
+		client, info := connectDriver(ctx, c)
+		defer func() { _ = client.Close() }()
+		driver = csiDriver{client: client}
+		if driverName == "" {
+			driverName = info.Name
+		} else if driverName != info.Name {
+			klog.InfoS("--driver-name differs from the driver's own name; using the flag", "flag", driverName, "driver", info.Name)
+		}
+	}
+
+	lc, err := lapi.NewClient(lapi.Log(linstorLogger{}))
+	if err != nil {
+		fail("LINSTOR client from LS_* environment: %v", err)
+	}
+	linstor := sidecar.NewLinstor(lc, c.propertyNamespace)
+
+	factory := informers.NewSharedInformerFactory(kube, c.resyncRate)
+	pvInformer := factory.Core().V1().PersistentVolumes()
+	scInformer := factory.Storage().V1().StorageClasses()
+	wake := make(chan struct{}, 1)
+	_, err = pvInformer.Informer().AddEventHandler(wakeOnPV(driverName, wake))
+	if err != nil {
+		fail("PV informer: %v", err)
+	}
+	_ = scInformer.Informer()
+
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component})
+
+	metrics := sidecar.NewMetrics()
+	exec := &sidecar.Executor{Kube: kube, State: linstor, DriverName: driverName, Timeout: c.timeout}
+	rec := sidecar.NewReconciler(sidecar.Options{
+		Config:  sidecar.Config{DriverName: driverName, GracePeriod: c.gracePeriod, DefaultPolicy: defaultPolicy},
+		Workers: c.workers, Timeout: c.timeout,
+	}, pvInformer.Lister(), scInformer.Lister(), linstor, driver, exec, recorder, metrics)
+
+	factory.Start(ctx.Done())
+	synced := func() bool {
+		return pvInformer.Informer().HasSynced() && scInformer.Informer().HasSynced()
+	}
+	mux := http.NewServeMux()
+	serveHealth(mux, c, metrics, driver, synced)
+	if c.httpEndpoint != "" {
+		go serveHTTP(ctx, c.httpEndpoint, mux)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), pvInformer.Informer().HasSynced, scInformer.Informer().HasSynced) {
+		fail("informer caches did not sync")
+	}
+	klog.InfoS("Caches synced", "driver", driverName, "reconcileRate", c.reconcileRate, "workers", c.workers)
+
+	run := func(ctx context.Context) {
+		metrics.Leader.Set(1)
+		klog.InfoS("Acting as leader", "driver", driverName)
+		rec.Run(ctx, c.reconcileRate, wake)
+	}
+	if !c.leaderElection {
+		run(ctx)
+		return
+	}
+	le := leaderelection.NewLeaderElection(kube, component+"-"+driverName, run)
+	le.WithIdentity(identity())
+	if c.leaderElectionNamespace != "" {
+		le.WithNamespace(c.leaderElectionNamespace)
+	}
+	le.WithLeaseDuration(c.leaseDuration)
+	le.WithRenewDeadline(c.renewDeadline)
+	le.WithRetryPeriod(c.retryPeriod)
+	le.WithContext(ctx)
+	le.WithReleaseOnCancel(true)
+	le.PrepareHealthCheck(mux, leaderelection.DefaultHealthCheckTimeout)
+	if err := le.Run(); err != nil {
+		fail("leader election: %v", err)
+	}
+}
+
+func kubeConfig(c config) (*rest.Config, error) {
+	var cfg *rest.Config
+	var err error
+	if c.kubeconfig != "" {
+		cfg, err = clientcmd.BuildConfigFromFlags("", c.kubeconfig)
+	} else {
+		cfg, err = rest.InClusterConfig()
+	}
+	if err != nil {
+		return nil, err
+	}
+	cfg.QPS, cfg.Burst = float32(c.kubeAPIQPS), c.kubeAPIBurst
+	cfg.UserAgent = component + "/" + version
+	return cfg, nil
+}
+
+// connectDriver connects to the CSI socket and learns the driver's name,
+// waiting (and saying so once) while the driver is not up yet.
+func connectDriver(ctx context.Context, c config) (*csiprobe.Client, csiprobe.Info) {
+	client, err := csiprobe.Connect(ctx, c.csiAddress, csiprobe.Options{Timeout: c.timeout})
+	if err != nil {
+		fail("connect to CSI driver at %s: %v", c.csiAddress, err)
+	}
+	logged := ""
+	for {
+		d, err := client.Discover(ctx)
+		if d.Name != "" {
+			if err != nil {
+				klog.InfoS("CSI driver found but not fit to work with yet; will wait before acting", "driver", d.Name, "reason", err.Error())
+			} else {
+				klog.InfoS("CSI driver found", "driver", d.Name, "version", d.Version, "getVolume", d.Controller.GetVolume, "getCapacity", d.Controller.GetCapacity)
+			}
+			return client, d.Info
+		}
+		if err != nil && err.Error() != logged {
+			logged = err.Error()
+			klog.InfoS("Waiting for the CSI driver", "address", c.csiAddress, "reason", logged)
+		}
+		select {
+		case <-ctx.Done():
+			fail("stopped while waiting for the CSI driver")
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// wakeOnPV wakes the loop when a PV of the driver appears or changes.
+func wakeOnPV(driverName string, wake chan<- struct{}) cache.ResourceEventHandler {
+	poke := func(obj any) {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		pv, ok := obj.(*corev1.PersistentVolume)
+		if !ok || pv.Spec.CSI == nil || pv.Spec.CSI.Driver != driverName {
+			return
+		}
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    poke,
+		UpdateFunc: func(_, obj any) { poke(obj) },
+		DeleteFunc: poke,
+	}
+}
+
+// serveHealth registers /healthz (the process runs), /readyz (caches synced,
+// CSI driver ready) and the metrics.
+func serveHealth(mux *http.ServeMux, c config, metrics *sidecar.Metrics, driver sidecar.Driver, synced func() bool) {
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if !synced() {
+			http.Error(w, "informer caches not synced", http.StatusServiceUnavailable)
+			return
+		}
+		if driver != nil {
+			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+			defer cancel()
+			if err := driver.Ready(ctx); err != nil {
+				http.Error(w, "CSI driver: "+err.Error(), http.StatusServiceUnavailable)
+				return
+			}
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.Handle(c.metricsPath, promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+}
+
+func serveHTTP(ctx context.Context, addr string, mux *http.ServeMux) {
+	srv := &http.Server{Addr: addr, Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdown)
+	}()
+	klog.InfoS("Serving health and metrics", "address", addr)
+	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		fail("http endpoint %s: %v", addr, err)
+	}
+}
+
+// identity names this instance in the leader Lease: the pod name, made unique
+// so two processes on one host never share it.
+func identity() string {
+	host := os.Getenv("POD_NAME")
+	if host == "" {
+		host, _ = os.Hostname()
+	}
+	return host + "_" + rand.String(6)
+}
+
+// linstorLogger sends golinstor's debug output to klog at -v=6.
+type linstorLogger struct{}
+
+func (linstorLogger) Debugf(format string, args ...any) { klog.V(6).Infof(format, args...) }
+func (linstorLogger) Infof(format string, args ...any)  { klog.V(4).Infof(format, args...) }
+func (linstorLogger) Warnf(format string, args ...any)  { klog.Warningf(format, args...) }
+func (linstorLogger) Errorf(format string, args ...any) { klog.Errorf(format, args...) }

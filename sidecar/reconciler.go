@@ -1,0 +1,398 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	storagelisters "k8s.io/client-go/listers/storage/v1"
+	"k8s.io/client-go/tools/record"
+	"k8s.io/klog/v2"
+)
+
+// Event reasons.
+const (
+	EventAffinityUpdated = "VolumeAffinityUpdated"
+	EventRepairFailed    = "VolumeAffinityRepairFailed"
+	EventCannotHandle    = "VolumeAffinityNotHandled"
+)
+
+// LinstorSource reads LINSTOR in bulk once per cycle.
+type LinstorSource interface {
+	Fetch(ctx context.Context) (*View, error)
+}
+
+// Driver is what the loop asks the CSI driver it sits next to. Standalone
+// deployments (no CSI socket) pass nil.
+type Driver interface {
+	// Ready returns nil when the driver is ready and serves topology.
+	Ready(ctx context.Context) error
+	// VolumeExists asks the driver whether a volume exists (ControllerGetVolume).
+	// It returns ErrCheckUnsupported when the driver cannot tell.
+	VolumeExists(ctx context.Context, volumeID string) (exists bool, detail string, err error)
+}
+
+// ErrCheckUnsupported means the driver cannot answer a per-volume check.
+var ErrCheckUnsupported = errors.New("driver does not support the check")
+
+// Options configure the loop.
+type Options struct {
+	Config
+	// Workers bounds concurrent repairs.
+	Workers int
+	// Timeout bounds every single API, LINSTOR or CSI call.
+	Timeout time.Duration
+	// ExpectationTimeout bounds how long a PV the sidecar wrote is left alone
+	// waiting for the informer to show the write.
+	ExpectationTimeout time.Duration
+}
+
+// Reconciler decides about every PV of its driver each cycle and carries out
+// the decisions. Reads come from informer caches and one bulk LINSTOR read per
+// cycle; the API server sees only writes.
+type Reconciler struct {
+	opts     Options
+	pvs      corelisters.PersistentVolumeLister
+	scs      storagelisters.StorageClassLister
+	linstor  LinstorSource
+	driver   Driver
+	exec     *Executor
+	recorder record.EventRecorder
+	metrics  *Metrics
+	now      func() time.Time
+
+	mu           sync.Mutex
+	expectations map[string]expectation
+	warned       map[string]string
+	notReady     string
+	lastFetch    atomic.Int64
+}
+
+// expectation records a write the informer cache has not shown yet.
+type expectation struct {
+	uid       types.UID
+	staleRV   string
+	expiresAt time.Time
+}
+
+// NewReconciler wires a loop. driver may be nil (standalone mode).
+func NewReconciler(opts Options, pvs corelisters.PersistentVolumeLister, scs storagelisters.StorageClassLister,
+	linstor LinstorSource, driver Driver, exec *Executor, recorder record.EventRecorder, metrics *Metrics) *Reconciler {
+	if opts.Workers < 1 {
+		opts.Workers = 1
+	}
+	if opts.ExpectationTimeout <= 0 {
+		opts.ExpectationTimeout = time.Minute
+	}
+	return &Reconciler{
+		opts: opts, pvs: pvs, scs: scs, linstor: linstor, driver: driver, exec: exec, recorder: recorder, metrics: metrics,
+		now: time.Now, expectations: map[string]expectation{}, warned: map[string]string{},
+	}
+}
+
+// Run reconciles every period and whenever wake fires, until ctx ends.
+func (r *Reconciler) Run(ctx context.Context, period time.Duration, wake <-chan struct{}) {
+	ticker := time.NewTicker(period)
+	defer ticker.Stop()
+	for {
+		if err := r.Cycle(ctx); err != nil && ctx.Err() == nil {
+			klog.ErrorS(err, "Reconcile cycle failed; retrying next cycle")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-ticker.C:
+		case <-wake:
+		}
+	}
+}
+
+// LastFetch is when LINSTOR was last read successfully (zero if never).
+func (r *Reconciler) LastFetch() time.Time {
+	ns := r.lastFetch.Load()
+	if ns == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, ns)
+}
+
+// Cycle runs one reconcile: check the driver, read LINSTOR, decide for every PV
+// and saved state, then carry out the decisions with bounded concurrency.
+func (r *Reconciler) Cycle(ctx context.Context) error {
+	start := r.now()
+	if r.driver != nil {
+		cctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+		err := r.driver.Ready(cctx)
+		cancel()
+		if err != nil {
+			r.metrics.Reconciles.WithLabelValues("skipped").Inc()
+			r.noteNotReady(err)
+			return nil
+		}
+		r.noteNotReady(nil)
+	}
+	fctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	view, err := r.linstor.Fetch(fctx)
+	cancel()
+	r.metrics.LinstorFetch.Observe(r.now().Sub(start).Seconds())
+	if err != nil {
+		r.metrics.Reconciles.WithLabelValues("error").Inc()
+		return err
+	}
+	r.lastFetch.Store(view.FetchedAt.UnixNano())
+	actions, err := r.Decide(view)
+	if err != nil {
+		r.metrics.Reconciles.WithLabelValues("error").Inc()
+		return err
+	}
+	failed := r.execute(ctx, actions)
+	r.metrics.ReconcileDuration.Observe(r.now().Sub(start).Seconds())
+	if failed > 0 {
+		r.metrics.Reconciles.WithLabelValues("error").Inc()
+		return fmt.Errorf("%d of %d repairs failed", failed, len(actions))
+	}
+	r.metrics.Reconciles.WithLabelValues("success").Inc()
+	r.metrics.LastSuccess.Set(float64(r.now().Unix()))
+	return nil
+}
+
+func (r *Reconciler) noteNotReady(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	if msg == r.notReady {
+		return
+	}
+	r.notReady = msg
+	if err != nil {
+		klog.InfoS("CSI driver not ready; not acting until it is", "reason", msg)
+	} else {
+		klog.InfoS("CSI driver ready")
+	}
+}
+
+// Decide decides about every PV of the driver and every saved state in the
+// view, updates the pvs metric, logs skips worth a look, and returns the
+// actions that change something, in name order.
+func (r *Reconciler) Decide(view *View) ([]Action, error) {
+	pvs, err := r.pvs.List(labels.Everything())
+	if err != nil {
+		return nil, fmt.Errorf("list PVs from cache: %w", err)
+	}
+	saved, bad := view.SavedStates()
+	now := r.now()
+	counts := map[[2]string]float64{}
+	var actions []Action
+	seen := make(map[string]bool, len(pvs))
+	decide := func(in Input) {
+		a := Decide(in, r.opts.Config)
+		if a.Reason == ReasonForeignDriver || a.Reason == ReasonNotCSI {
+			return
+		}
+		if a.Kind != KindNone && r.cacheStale(a.Name, in.PV, now) {
+			a = none(in, "awaiting-cache", "waiting for the informer to show the last write")
+		}
+		counts[[2]string{pvStatus(a), string(a.Reason)}]++
+		r.noteWarning(a)
+		if a.Kind != KindNone {
+			actions = append(actions, a)
+		}
+	}
+	for _, pv := range pvs {
+		if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != r.opts.DriverName {
+			continue
+		}
+		seen[pv.Name] = true
+		in := Input{PV: pv, Saved: saved[pv.Name], Nodes: view.Nodes, Now: now}
+		if ref, err := ParseVolumeHandle(pv.Spec.CSI.VolumeHandle); err == nil {
+			in.RD = view.RDs[ref.RD]
+		}
+		in.StorageClass = StorageClassFor(r.scs, pv)
+		decide(in)
+	}
+	for name, s := range saved {
+		if !seen[name] {
+			decide(Input{Saved: s, Nodes: view.Nodes, Now: now})
+		}
+	}
+	for _, s := range bad {
+		decide(Input{Saved: s, Nodes: view.Nodes, Now: now})
+	}
+	r.metrics.PVs.Reset()
+	for k, n := range counts {
+		r.metrics.PVs.WithLabelValues(k[0], k[1]).Set(n)
+	}
+	sort.Slice(actions, func(i, j int) bool { return actions[i].Name < actions[j].Name })
+	return actions, nil
+}
+
+// cacheStale reports whether the cache still shows a PV as it was before this
+// sidecar's last write to it; deciding on that would act twice.
+func (r *Reconciler) cacheStale(name string, cached *corev1.PersistentVolume, now time.Time) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	exp, ok := r.expectations[name]
+	if !ok {
+		return false
+	}
+	caughtUp := cached != nil && cached.UID == exp.uid && cached.ResourceVersion != exp.staleRV
+	if caughtUp || now.After(exp.expiresAt) {
+		if !caughtUp {
+			klog.InfoS("Informer did not show the last write in time; deciding from the cache anyway", "pv", name)
+		}
+		delete(r.expectations, name)
+		return false
+	}
+	return true
+}
+
+func (r *Reconciler) expect(name string, written *corev1.PersistentVolume, before *corev1.PersistentVolume) {
+	if written == nil {
+		return
+	}
+	exp := expectation{uid: written.UID, expiresAt: r.now().Add(r.opts.ExpectationTimeout)}
+	if before != nil && before.UID == written.UID {
+		exp.staleRV = before.ResourceVersion
+	}
+	r.mu.Lock()
+	r.expectations[name] = exp
+	r.mu.Unlock()
+}
+
+// noteWarning logs and records a warning Event once per PV and problem, and
+// forgets the problem once the PV is fine again, so a persistent problem is
+// said once rather than every cycle.
+func (r *Reconciler) noteWarning(a Action) {
+	key := a.Name
+	if key == "" && a.Saved != nil {
+		key = "saved:" + a.Saved.Location()
+	}
+	r.mu.Lock()
+	prev, had := r.warned[key]
+	msg := string(a.Reason) + ": " + a.Message
+	if a.Warn {
+		r.warned[key] = msg
+	} else {
+		delete(r.warned, key)
+	}
+	r.mu.Unlock()
+	if !a.Warn || (had && prev == msg) {
+		if a.Kind == KindNone {
+			klog.V(5).InfoS("No change", "pv", a.Name, "reason", a.Reason, "detail", a.Message)
+		}
+		return
+	}
+	klog.InfoS("Cannot handle volume", "pv", a.Name, "reason", a.Reason, "detail", a.Message)
+	if a.PV != nil {
+		r.recorder.Event(a.PV, corev1.EventTypeWarning, EventCannotHandle, a.Message)
+	}
+}
+
+// execute carries out actions with at most Workers at a time and returns how
+// many failed.
+func (r *Reconciler) execute(ctx context.Context, actions []Action) int {
+	var (
+		wg     sync.WaitGroup
+		failed atomic.Int32
+		sem    = make(chan struct{}, r.opts.Workers)
+	)
+	for _, a := range actions {
+		if ctx.Err() != nil {
+			break
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func(a Action) {
+			defer func() { <-sem; wg.Done() }()
+			if err := r.act(ctx, a); err != nil {
+				failed.Add(1)
+			}
+		}(a)
+	}
+	wg.Wait()
+	return int(failed.Load())
+}
+
+// act carries out one action: checks with the driver, executes, records.
+func (r *Reconciler) act(ctx context.Context, a Action) error {
+	klog.InfoS("Acting on PV", "pv", a.Name, "action", a.Kind, "reason", a.Reason, "detail", a.Message)
+	if a.Kind == KindReplace && r.driver != nil {
+		cctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+		exists, detail, err := r.driver.VolumeExists(cctx, a.PV.Spec.CSI.VolumeHandle)
+		cancel()
+		switch {
+		case errors.Is(err, ErrCheckUnsupported):
+		case err != nil:
+			r.metrics.Repairs.WithLabelValues(string(a.Kind), "", "error").Inc()
+			klog.ErrorS(err, "Cannot ask the driver about the volume; not repairing this cycle", "pv", a.Name)
+			return err
+		case !exists:
+			r.metrics.Repairs.WithLabelValues(string(a.Kind), "", "refused").Inc()
+			msg := "the CSI driver says the volume does not exist; not repairing"
+			klog.InfoS("Not repairing PV", "pv", a.Name, "reason", msg)
+			r.recorder.Event(a.PV, corev1.EventTypeWarning, EventCannotHandle, msg)
+			return nil
+		case detail != "":
+			klog.V(2).InfoS("Driver reports an abnormal volume; repairing its affinity anyway", "pv", a.Name, "condition", detail)
+		}
+	}
+	started := r.now()
+	out, err := r.exec.Execute(ctx, a)
+	r.expect(a.Name, out.PV, a.PV)
+	method := out.Method
+	if err != nil {
+		r.metrics.Repairs.WithLabelValues(string(a.Kind), method, "error").Inc()
+		klog.ErrorS(err, "Repair failed; will decide again next cycle", "pv", a.Name, "action", a.Kind)
+		if a.PV != nil {
+			r.recorder.Eventf(a.PV, corev1.EventTypeWarning, EventRepairFailed, "%s failed: %v", a.Kind, err)
+		}
+		return err
+	}
+	r.metrics.Repairs.WithLabelValues(string(a.Kind), method, "success").Inc()
+	if a.Kind == KindClearSaved {
+		klog.InfoS("Cleared saved state", "pv", a.Name, "location", a.Saved.Location())
+		return nil
+	}
+	pv := out.PV
+	klog.InfoS("Updated PV affinity", "pv", a.Name, "method", method, "affinity", DescribeAffinity(pv.Spec.NodeAffinity),
+		"duration", r.now().Sub(started).Round(time.Millisecond))
+	msg := fmt.Sprintf("Node affinity set to %s (%s) to follow the LINSTOR replicas", DescribeAffinity(pv.Spec.NodeAffinity), method)
+	r.recorder.Event(pv, corev1.EventTypeNormal, EventAffinityUpdated, msg)
+	if ref := pv.Spec.ClaimRef; ref != nil {
+		r.recorder.Event(claimObject(ref), corev1.EventTypeNormal, EventAffinityUpdated,
+			fmt.Sprintf("PersistentVolume %s: %s", pv.Name, msg))
+	}
+	return nil
+}
+
+// claimObject turns a claimRef into an object an event can be recorded on,
+// without reading the claim from the API server.
+func claimObject(ref *corev1.ObjectReference) *corev1.PersistentVolumeClaim {
+	pvc := &corev1.PersistentVolumeClaim{}
+	pvc.Name, pvc.Namespace, pvc.UID = ref.Name, ref.Namespace, ref.UID
+	return pvc
+}
+
+// StorageClassFor is a helper for reports: the StorageClass a PV names, or nil.
+func StorageClassFor(scs storagelisters.StorageClassLister, pv *corev1.PersistentVolume) *storagev1.StorageClass {
+	if pv.Spec.StorageClassName == "" {
+		return nil
+	}
+	sc, err := scs.Get(pv.Spec.StorageClassName)
+	if err != nil {
+		return nil
+	}
+	return sc
+}
