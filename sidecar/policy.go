@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"strings"
 
-	"sigs.k8s.io/yaml"
+	"go.yaml.in/yaml/v3"
 )
 
 // HostnameKey is the topology key LINSTOR CSI uses for "this very node".
@@ -18,7 +18,7 @@ type Segment map[string]string
 // PolicyRule allows access from every node that shares the listed keys' values
 // with a node holding a replica. An empty rule allows access from anywhere.
 type PolicyRule struct {
-	FromSame []string `json:"fromSame,omitempty"`
+	FromSame []string `json:"fromSame,omitempty" yaml:"fromSame,omitempty"`
 }
 
 // Policy is a volume's remote access policy, as LINSTOR CSI reads it from the
@@ -47,7 +47,9 @@ func ParsePolicy(text string) (Policy, error) {
 		return clonePolicy(PolicyLocalOnly), nil
 	}
 	var p Policy
-	if err := yaml.UnmarshalStrict([]byte(text), &p); err != nil {
+	dec := yaml.NewDecoder(strings.NewReader(text))
+	dec.KnownFields(true) // field names match exactly, as LINSTOR CSI's YAML parser matches them
+	if err := dec.Decode(&p); err != nil {
 		return nil, fmt.Errorf("remote access policy %q: not a boolean nor a list of fromSame rules: %w", text, err)
 	}
 	if len(p) == 0 {

@@ -42,7 +42,12 @@ var version = "dev"
 
 func newFlagSet(name string, c *config) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
-	klog.InitFlags(fs)
+	// Of klog's flags only the verbosity ones, as the CSI sidecars show them.
+	klogFlags := flag.NewFlagSet("klog", flag.ContinueOnError)
+	klog.InitFlags(klogFlags)
+	for _, f := range []string{"v", "vmodule"} {
+		fs.Var(klogFlags.Lookup(f).Value, f, klogFlags.Lookup(f).Usage)
+	}
 	fs.StringVar(&c.csiAddress, "csi-address", "/csi/csi.sock", "Address of the CSI driver socket shared with the LINSTOR CSI controller. Empty: standalone mode (needs --driver-name).")
 	fs.StringVar(&c.driverName, "driver-name", "", "CSI driver name whose PVs to manage. Default: asked from the driver (GetPluginInfo); required in standalone mode.")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "Path to a kubeconfig. Empty: in-cluster configuration.")

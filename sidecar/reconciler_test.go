@@ -1,0 +1,156 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/tools/record"
+)
+
+// stubDriver answers the loop's questions to the CSI driver.
+type stubDriver struct {
+	ready   error
+	missing map[string]bool
+	checks  int
+}
+
+func (d *stubDriver) Ready(context.Context) error { return d.ready }
+
+func (d *stubDriver) VolumeExists(_ context.Context, id string) (bool, string, error) {
+	d.checks++
+	return !d.missing[id], "", nil
+}
+
+func drain(rec *record.FakeRecorder) []string {
+	var out []string
+	for len(rec.Events) > 0 {
+		out = append(out, <-rec.Events)
+	}
+	return out
+}
+
+func (b *exBed) affinityOf(name string) string {
+	b.t.Helper()
+	pv, err := b.kube.CoreV1().PersistentVolumes().Get(context.Background(), name, metav1.GetOptions{})
+	b.must(err)
+	return DescribeAffinity(pv.Spec.NodeAffinity)
+}
+
+func TestNoActionWhileDriverNotReady(t *testing.T) {
+	b := newExBed(t)
+	pvs := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})
+	r, _ := b.reconciler(nil)
+	d := &stubDriver{ready: errors.New("CSI driver is not ready")}
+	r.driver = d
+	for i := 0; i < 2; i++ {
+		if err := r.Cycle(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := b.affinityOf(pvs[0].Name); got != "[{linbit.com/hostname=n1}]" {
+		t.Fatalf("PV changed while the driver was not ready: %s", got)
+	}
+	if n := testutil.ToFloat64(r.metrics.Reconciles.WithLabelValues("skipped")); n != 2 {
+		t.Fatalf("skipped cycles = %v, want 2", n)
+	}
+	d.ready = nil
+	if err := r.Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.affinityOf(pvs[0].Name); got != "[{linbit.com/hostname=n2}]" {
+		t.Fatalf("PV not repaired once the driver was ready: %s", got)
+	}
+	if d.checks != 1 {
+		t.Fatalf("ControllerGetVolume asked %d times before the repair, want 1", d.checks)
+	}
+}
+
+func TestOtherDriversPVsAreNeverTouched(t *testing.T) {
+	b := newExBed(t)
+	pvs := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})
+	pv := pvs[0].DeepCopy()
+	pv.Spec.CSI.Driver = "other.csi.example.com"
+	_, err := b.kube.CoreV1().PersistentVolumes().Update(context.Background(), pv, metav1.UpdateOptions{})
+	b.must(err)
+	r, rec := b.reconciler(nil)
+	if err := r.Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.affinityOf(pv.Name); got != "[{linbit.com/hostname=n1}]" {
+		t.Fatalf("foreign PV rewritten: %s", got)
+	}
+	if ev := drain(rec); len(ev) != 0 {
+		t.Fatalf("events about a foreign PV: %q", ev)
+	}
+	if n := testutil.CollectAndCount(r.metrics.PVs); n != 0 {
+		t.Fatalf("foreign PV counted in the pvs metric (%d series)", n)
+	}
+}
+
+func TestNoRepairWhenDriverSaysVolumeIsGone(t *testing.T) {
+	b := newExBed(t)
+	pvs := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})
+	r, rec := b.reconciler(nil)
+	r.driver = &stubDriver{missing: map[string]bool{"vol-a": true}}
+	if err := r.Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.affinityOf(pvs[0].Name); got != "[{linbit.com/hostname=n1}]" {
+		t.Fatalf("PV rewritten although the driver says the volume does not exist: %s", got)
+	}
+	ev := drain(rec)
+	if len(ev) != 1 || !strings.Contains(ev[0], "Warning "+EventCannotHandle) {
+		t.Fatalf("want one warning event, got %q", ev)
+	}
+	if s := b.savedStates(); len(s) != 0 {
+		t.Fatalf("saved state written for a refused repair")
+	}
+}
+
+func TestProblemWarnedOncePerPV(t *testing.T) {
+	b := newExBed(t)
+	pvs := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})
+	pv := pvs[0].DeepCopy()
+	pv.Spec.CSI.VolumeAttributes[VolumeContextPolicyKey] = "fromSame: [not-a-list-of-rules]"
+	_, err := b.kube.CoreV1().PersistentVolumes().Update(context.Background(), pv, metav1.UpdateOptions{})
+	b.must(err)
+	r, rec := b.reconciler(nil)
+	for i := 0; i < 3; i++ {
+		if err := r.Cycle(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ev := drain(rec)
+	if len(ev) != 1 || !strings.Contains(ev[0], "Warning "+EventCannotHandle) || !strings.Contains(ev[0], "remote access policy") {
+		t.Fatalf("want exactly one warning about the policy over three cycles, got %q", ev)
+	}
+	if n := testutil.ToFloat64(r.metrics.PVs.WithLabelValues("skipped", string(ReasonInvalidPolicy))); n != 1 {
+		t.Fatalf("pvs{skipped,invalid-policy} = %v, want 1", n)
+	}
+}
+
+// TestStaleCacheDoesNotRepairTwice: right after a repair the informer may still
+// show the old PV; the loop must wait for it rather than replace again.
+func TestStaleCacheDoesNotRepairTwice(t *testing.T) {
+	b := newExBed(t)
+	b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})
+	r, _ := b.reconciler(nil) // its cache is a snapshot taken before the repair
+	if err := r.Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	v, err := b.linstor.Fetch(context.Background())
+	b.must(err)
+	actions, err := r.Decide(v)
+	b.must(err)
+	if len(actions) != 0 {
+		t.Fatalf("stale cache led to a second action: %s %s", actions[0].Kind, actions[0].Message)
+	}
+	if n := testutil.ToFloat64(r.metrics.PVs.WithLabelValues("skipped", "awaiting-cache")); n != 1 {
+		t.Fatalf("pvs{skipped,awaiting-cache} = %v, want 1", n)
+	}
+}
+
