@@ -153,4 +153,3 @@ func TestStaleCacheDoesNotRepairTwice(t *testing.T) {
 		t.Fatalf("pvs{skipped,awaiting-cache} = %v, want 1", n)
 	}
 }
-
