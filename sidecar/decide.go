@@ -193,8 +193,11 @@ func decideTopology(in Input, cfg Config, ref VolumeRef, rd *RDView) Action {
 	if len(topo.Diskful) == 0 {
 		return decided(none(in, ReasonNoDiskful, "resource definition %s has no healthy diskful replica", ref.RD))
 	}
-	if len(topo.UnknownNodes) == len(topo.Diskful) {
-		return decided(warn(in, ReasonUnknownNodes, "every diskful node of %s is missing from LINSTOR's node list (%s)",
+	// A replica on a node LINSTOR does not list has no topology to speak of; a
+	// policy rule on keys that node lacks would come out empty and widen the
+	// PV to "anywhere". LINSTOR CSI leaves such nodes out; the sidecar waits.
+	if len(topo.UnknownNodes) > 0 {
+		return decided(warn(in, ReasonUnknownNodes, "diskful nodes of %s missing from LINSTOR's node list: %s",
 			ref.RD, strings.Join(topo.UnknownNodes, ", ")))
 	}
 	if AffinityMatches(pv.Spec.NodeAffinity, topo) {

@@ -1,0 +1,70 @@
+package linstorsim
+
+import (
+	"maps"
+	"testing"
+
+	"github.com/LINBIT/golinstor/client"
+)
+
+func TestRequestCountersCountRoutesNotControlCalls(t *testing.T) {
+	s, c := startSim(t, Options{})
+	threeNodes(t, s)
+	must(t, s.CreateVolume(VolumeSpec{Name: "pvc-1", Diskful: []string{"a"}}))
+
+	// One sidecar cycle plus a state save.
+	_, err := c.Nodes.GetAll(tctx(t))
+	must(t, err)
+	_, err = c.ResourceDefinitions.GetAll(tctx(t), client.RDGetAllRequest{WithVolumeDefinitions: true})
+	must(t, err)
+	_, err = c.Resources.GetResourceView(tctx(t))
+	must(t, err)
+	must(t, c.ResourceDefinitions.ModifyVolumeDefinition(tctx(t), "pvc-1", 0, client.VolumeDefinitionModify{}))
+	_, err = c.ResourceDefinitions.Get(tctx(t), "pvc-1")
+	must(t, err)
+	_, err = c.ResourceDefinitions.Get(tctx(t), "missing")
+	if err == nil {
+		t.Fatal("missing RD found")
+	}
+	rawGet(t, s, "/v1/not-a-route")
+	// Control calls are not LINSTOR traffic.
+	rawGet(t, s, "/_sim/counters")
+	rawGet(t, s, "/_sim/info")
+
+	want := map[string]int64{
+		"GET /v1/nodes":                1,
+		"GET /v1/resource-definitions": 1,
+		"GET /v1/view/resources":       1,
+		"PUT /v1/resource-definitions/{rd}/volume-definitions/{vnr}": 1,
+		"GET /v1/resource-definitions/{rd}":                          2,
+		"GET /v1/not-a-route (not simulated)":                        1,
+	}
+	if got := s.RequestCounts(); !maps.Equal(got, want) {
+		t.Errorf("counts = %v\nwant     %v", got, want)
+	}
+	if s.TotalRequests() != 7 {
+		t.Errorf("total = %d, want 7", s.TotalRequests())
+	}
+	s.ResetRequestCounts()
+	if s.TotalRequests() != 0 || len(s.RequestCounts()) != 0 {
+		t.Errorf("after reset: %v", s.RequestCounts())
+	}
+	_, err = c.Nodes.GetAll(tctx(t))
+	must(t, err)
+	if got := s.RequestCounts()["GET /v1/nodes"]; got != 1 {
+		t.Errorf("after reset and one call: %d", got)
+	}
+}
+
+func TestFaultedRequestsAreCounted(t *testing.T) {
+	s, c := startSim(t, Options{})
+	_, err := s.InjectFault(Fault{Kind: FaultStatus, Count: 1})
+	must(t, err)
+	_, err = c.Nodes.GetAll(tctx(t))
+	if err == nil {
+		t.Fatal("fault did not apply")
+	}
+	if got := s.RequestCounts()["GET /v1/nodes"]; got != 1 {
+		t.Errorf("faulted request counted %d times", got)
+	}
+}
