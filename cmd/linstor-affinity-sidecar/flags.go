@@ -15,6 +15,7 @@ import (
 // name theirs where one exists.
 type config struct {
 	csiAddress   string
+	csiContainer string
 	driverName   string
 	kubeconfig   string
 	timeout      time.Duration
@@ -49,6 +50,7 @@ func newFlagSet(name string, c *config) *flag.FlagSet {
 		fs.Var(klogFlags.Lookup(f).Value, f, klogFlags.Lookup(f).Usage)
 	}
 	fs.StringVar(&c.csiAddress, "csi-address", "/csi/csi.sock", "Address of the CSI driver socket shared with the LINSTOR CSI controller. Empty: standalone mode (needs --driver-name).")
+	fs.StringVar(&c.csiContainer, "csi-container", "linstor-csi", "Container of the sidecar's own pod whose LINSTOR settings (LS_* environment, --property-namespace, --default-remote-access-policy) are reused when not given explicitly. Empty: never.")
 	fs.StringVar(&c.driverName, "driver-name", "", "CSI driver name whose PVs to manage. Default: asked from the driver (GetPluginInfo); required in standalone mode.")
 	fs.StringVar(&c.kubeconfig, "kubeconfig", "", "Path to a kubeconfig. Empty: in-cluster configuration.")
 	fs.DurationVar(&c.timeout, "timeout", time.Minute, "Timeout of every single Kubernetes, LINSTOR and CSI call.")

@@ -42,9 +42,9 @@ func main() {
 		return
 	}
 	var c config
-	exitOnHelp(newFlagSet(name, &c).Parse(args))
-	defaultPolicy, err := c.validate()
-	if err != nil {
+	fs := newFlagSet(name, &c)
+	exitOnHelp(fs.Parse(args))
+	if _, err := c.validate(); err != nil {
 		fail("%v", err)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
@@ -56,6 +56,13 @@ func main() {
 		fail("kubernetes configuration: %v", err)
 	}
 	kube := kubernetes.NewForConfigOrDie(restConfig)
+	if c.csiAddress != "" {
+		adoptCSIContainerSettings(ctx, kube, &c, setFlags(fs))
+	}
+	defaultPolicy, err := c.validate()
+	if err != nil {
+		fail("%v", err)
+	}
 
 	var driver sidecar.Driver
 	driverName := c.driverName
