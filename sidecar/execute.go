@@ -60,6 +60,10 @@ type Executor struct {
 	// AfterStep, when set, runs after each completed step; an error stops the
 	// action there, as a crash would. Tests use it to interrupt replaces.
 	AfterStep func(step Step, pv string) error
+	// Method chooses in-place updates or the recreate; empty means recreate.
+	Method RepairMethod
+
+	inPlace inPlaceSupport
 }
 
 // SkipReclaimAnnotation tells csi-reclaim-controller style reclaimers to keep
@@ -84,6 +88,17 @@ func (e *Executor) done(step Step, pv string) error {
 func (e *Executor) Execute(ctx context.Context, a Action) (Outcome, error) {
 	switch a.Kind {
 	case KindReplace:
+		inPlace, err := e.useInPlace(ctx, a)
+		if err != nil {
+			return Outcome{}, err
+		}
+		if inPlace {
+			out, err := e.replaceInPlace(ctx, a)
+			if err == nil || e.Method == MethodInPlace || !apierrors.IsInvalid(err) {
+				return out, err
+			}
+			klog.InfoS("API server refused the in-place update; recreating instead", "pv", a.Name, "err", err)
+		}
 		return e.replace(ctx, a)
 	case KindRecreate:
 		return e.recreate(ctx, a.Saved, a.PV)
@@ -213,12 +228,12 @@ func (e *Executor) recreateOnce(ctx context.Context, s *SavedState, old *corev1.
 		return Outcome{}, err
 	}
 	if err := e.clearState(ctx, s); err != nil {
-		return Outcome{PV: created, Method: "recreate"}, fmt.Errorf("pv %s: clear saved state on %s: %w", name, s.Location(), err)
+		return Outcome{PV: created, Method: string(MethodRecreate)}, fmt.Errorf("pv %s: clear saved state on %s: %w", name, s.Location(), err)
 	}
 	if err := e.done(StepClearState, name); err != nil {
-		return Outcome{PV: created, Method: "recreate"}, err
+		return Outcome{PV: created, Method: string(MethodRecreate)}, err
 	}
-	return Outcome{PV: created, Method: "recreate"}, nil
+	return Outcome{PV: created, Method: string(MethodRecreate)}, nil
 }
 
 func (e *Executor) stripFinalizers(ctx context.Context, pv *corev1.PersistentVolume) error {

@@ -34,6 +34,7 @@ type config struct {
 	propertyNamespace string
 	gracePeriod       time.Duration
 	defaultPolicy     string
+	repairMethod      string
 	kubeAPIQPS        float64
 	kubeAPIBurst      int
 }
@@ -67,6 +68,7 @@ func newFlagSet(name string, c *config) *flag.FlagSet {
 	fs.StringVar(&c.propertyNamespace, "property-namespace", "", "LINSTOR property namespace holding node topology. Empty: Aux/topology if any node has Aux/topology/kubernetes.io/hostname, else Aux.")
 	fs.DurationVar(&c.gracePeriod, "new-pv-grace-period", time.Minute, "Leave PVs younger than this alone (0 disables).")
 	fs.StringVar(&c.defaultPolicy, "default-remote-access-policy", "true", "LINSTOR CSI's --default-remote-access-policy: the policy of StorageClasses that set none and use DRBD or NVMe.")
+	fs.StringVar(&c.repairMethod, "repair-method", "auto", "How drifted PVs are rewritten: in-place (update spec.nodeAffinity; needs Kubernetes 1.35+ with MutablePVNodeAffinity), recreate (crash-safe delete and create), or auto (in-place where the API server accepts it, checked by a dry run).")
 	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 20, "Queries per second to the Kubernetes API server.")
 	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 40, "Burst of queries to the Kubernetes API server.")
 	fs.Usage = func() {
@@ -93,6 +95,9 @@ func (c *config) validate() (sidecar.Policy, error) {
 	}
 	if c.workers < 1 {
 		return nil, fmt.Errorf("--workers must be at least 1, got %d", c.workers)
+	}
+	if _, err := sidecar.ParseRepairMethod(c.repairMethod); err != nil {
+		return nil, fmt.Errorf("--repair-method: %w", err)
 	}
 	p, err := sidecar.ParsePolicy(c.defaultPolicy)
 	if err != nil {

@@ -99,7 +99,8 @@ func main() {
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component})
 
 	metrics := sidecar.NewMetrics()
-	exec := &sidecar.Executor{Kube: kube, State: linstor, DriverName: driverName, Timeout: c.timeout}
+	method, _ := sidecar.ParseRepairMethod(c.repairMethod) // validated above
+	exec := &sidecar.Executor{Kube: kube, State: linstor, DriverName: driverName, Timeout: c.timeout, Method: method}
 	rec := sidecar.NewReconciler(sidecar.Options{
 		Config:  sidecar.Config{DriverName: driverName, GracePeriod: c.gracePeriod, DefaultPolicy: defaultPolicy},
 		Workers: c.workers, Timeout: c.timeout,
