@@ -19,6 +19,8 @@ type Metrics struct {
 	Repairs           *prometheus.CounterVec
 	LastSuccess       prometheus.Gauge
 	Leader            prometheus.Gauge
+	BrakeHolding      *prometheus.GaugeVec
+	RepairsHeld       *prometheus.CounterVec
 }
 
 // NewMetrics registers every metric, plus the Go and process collectors.
@@ -55,8 +57,17 @@ func NewMetrics() *Metrics {
 			Namespace: metricsNamespace, Name: "leader",
 			Help: "1 while this instance holds the leader lease and acts, 0 while it stands by.",
 		}),
+		BrakeHolding: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "brake_holding",
+			Help: "1 while a safety brake holds every repair back (brake=drift).",
+		}, []string{"brake"}),
+		RepairsHeld: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "repairs_held_total",
+			Help: "Repairs not done in a cycle because of a brake, by reason (drift-brake, rate-limited).",
+		}, []string{"reason"}),
 	}
 	m.Registry.MustRegister(m.Reconciles, m.ReconcileDuration, m.LinstorFetch, m.PVs, m.Repairs, m.LastSuccess, m.Leader,
+		m.BrakeHolding, m.RepairsHeld,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -54,6 +54,8 @@ type Options struct {
 	// ExpectationTimeout bounds how long a PV the sidecar wrote is left alone
 	// waiting for the informer to show the write.
 	ExpectationTimeout time.Duration
+	// Brakes hold back repairs in suspicious or overwhelming cycles; nil: none.
+	Brakes *Brakes
 }
 
 // Reconciler decides about every PV of its driver each cycle and carries out
@@ -149,11 +151,12 @@ func (r *Reconciler) Cycle(ctx context.Context) error {
 		return err
 	}
 	r.lastFetch.Store(view.FetchedAt.UnixNano())
-	actions, err := r.Decide(view)
+	actions, total, err := r.plan(view)
 	if err != nil {
 		r.metrics.Reconciles.WithLabelValues("error").Inc()
 		return err
 	}
+	actions = r.brake(actions, total)
 	failed := r.execute(ctx, actions)
 	r.metrics.ReconcileDuration.Observe(r.now().Sub(start).Seconds())
 	if failed > 0 {
@@ -187,9 +190,15 @@ func (r *Reconciler) noteNotReady(err error) {
 // view, updates the pvs metric, logs skips worth a look, and returns the
 // actions that change something, in name order.
 func (r *Reconciler) Decide(view *View) ([]Action, error) {
+	actions, _, err := r.plan(view)
+	return actions, err
+}
+
+// plan is Decide that also returns how many PVs the driver has.
+func (r *Reconciler) plan(view *View) ([]Action, int, error) {
 	pvs, err := r.pvs.List(labels.Everything())
 	if err != nil {
-		return nil, fmt.Errorf("list PVs from cache: %w", err)
+		return nil, 0, fmt.Errorf("list PVs from cache: %w", err)
 	}
 	saved, bad := view.SavedStates()
 	now := r.now()
@@ -235,7 +244,31 @@ func (r *Reconciler) Decide(view *View) ([]Action, error) {
 		r.metrics.PVs.WithLabelValues(k[0], k[1]).Set(n)
 	}
 	sort.Slice(actions, func(i, j int) bool { return actions[i].Name < actions[j].Name })
-	return actions, nil
+	return actions, len(seen), nil
+}
+
+// brake passes the cycle's actions through the brakes and records what they
+// hold back: a warning Event per PV held by the drift brake (once), a metric.
+func (r *Reconciler) brake(actions []Action, total int) []Action {
+	if r.opts.Brakes == nil {
+		return actions
+	}
+	res := r.opts.Brakes.Apply(actions, total, r.now())
+	holding := 0.0
+	if res.DriftHeld {
+		holding = 1
+	}
+	r.metrics.BrakeHolding.WithLabelValues("drift").Set(holding)
+	for _, a := range res.Held {
+		r.metrics.RepairsHeld.WithLabelValues(string(a.Reason)).Inc()
+		if a.Reason == ReasonDriftBrake {
+			a.Warn = true
+			r.noteWarning(a)
+		} else {
+			klog.V(2).InfoS("Repair deferred", "pv", a.Name, "reason", a.Reason)
+		}
+	}
+	return res.Allowed
 }
 
 // cacheStale reports whether the cache still shows a PV as it was before this

@@ -35,6 +35,10 @@ type config struct {
 	gracePeriod       time.Duration
 	defaultPolicy     string
 	repairMethod      string
+	maxDriftFraction  float64
+	driftConfirms     int
+	force             bool
+	maxRepairsPerMin  int
 	kubeAPIQPS        float64
 	kubeAPIBurst      int
 }
@@ -69,6 +73,10 @@ func newFlagSet(name string, c *config) *flag.FlagSet {
 	fs.DurationVar(&c.gracePeriod, "new-pv-grace-period", time.Minute, "Leave PVs younger than this alone (0 disables).")
 	fs.StringVar(&c.defaultPolicy, "default-remote-access-policy", "true", "LINSTOR CSI's --default-remote-access-policy: the policy of StorageClasses that set none and use DRBD or NVMe.")
 	fs.StringVar(&c.repairMethod, "repair-method", "auto", "How drifted PVs are rewritten: in-place (update spec.nodeAffinity; needs Kubernetes 1.35+ with MutablePVNodeAffinity), recreate (crash-safe delete and create), or auto (in-place where the API server accepts it, checked by a dry run).")
+	fs.Float64Var(&c.maxDriftFraction, "max-drift-fraction", 0.5, "Drift brake: a cycle in which more than this fraction of the driver's PVs (and more than 5) would be rewritten repairs nothing until the same drift is confirmed. 0 disables.")
+	fs.IntVar(&c.driftConfirms, "drift-confirmations", 3, "Drift brake: consecutive cycles that must see the same drift before it is repaired.")
+	fs.BoolVar(&c.force, "force", false, "Release the drift brake: repair whatever drift LINSTOR reports, however large.")
+	fs.IntVar(&c.maxRepairsPerMin, "max-repairs-per-minute", 60, "At most this many PV rewrites in any minute; the rest wait for later cycles. 0: no limit.")
 	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 20, "Queries per second to the Kubernetes API server.")
 	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 40, "Burst of queries to the Kubernetes API server.")
 	fs.Usage = func() {
@@ -92,6 +100,15 @@ func (c *config) validate() (sidecar.Policy, error) {
 	}
 	if c.gracePeriod < 0 {
 		return nil, fmt.Errorf("--new-pv-grace-period must not be negative, got %s", c.gracePeriod)
+	}
+	if c.maxDriftFraction < 0 || c.maxDriftFraction > 1 {
+		return nil, fmt.Errorf("--max-drift-fraction must be within [0, 1], got %v", c.maxDriftFraction)
+	}
+	if c.driftConfirms < 1 {
+		return nil, fmt.Errorf("--drift-confirmations must be at least 1, got %d", c.driftConfirms)
+	}
+	if c.maxRepairsPerMin < 0 {
+		return nil, fmt.Errorf("--max-repairs-per-minute must not be negative, got %d", c.maxRepairsPerMin)
 	}
 	if c.workers < 1 {
 		return nil, fmt.Errorf("--workers must be at least 1, got %d", c.workers)

@@ -104,6 +104,10 @@ func main() {
 	rec := sidecar.NewReconciler(sidecar.Options{
 		Config:  sidecar.Config{DriverName: driverName, GracePeriod: c.gracePeriod, DefaultPolicy: defaultPolicy},
 		Workers: c.workers, Timeout: c.timeout,
+		Brakes: &sidecar.Brakes{
+			MaxDriftFraction: c.maxDriftFraction, MinDrifted: 5, DriftConfirmations: c.driftConfirms,
+			Force: c.force, MaxRepairsPerMinute: c.maxRepairsPerMin,
+		},
 	}, pvInformer.Lister(), scInformer.Lister(), linstor, driver, exec, recorder, metrics)
 
 	factory.Start(ctx.Done())

@@ -1,0 +1,162 @@
+package sidecar
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"k8s.io/klog/v2"
+)
+
+// Brakes hold repairs back when LINSTOR's answer looks too bad to be true, or
+// when too many PVs would be rewritten too fast. They never hold back the
+// completion of a replace already under way (saved state), only new ones.
+type Brakes struct {
+	// MaxDriftFraction: a cycle in which more than this fraction of the
+	// driver's PVs would be replaced repairs nothing, until the same drift is
+	// seen on DriftConfirmations consecutive cycles. 0 or >= 1 disables.
+	MaxDriftFraction float64
+	// MinDrifted: the drift brake only applies with more drifted PVs than this,
+	// so small clusters are not held back by one or two moves.
+	MinDrifted int
+	// DriftConfirmations is how many consecutive cycles must see the same
+	// drift before the brake releases.
+	DriftConfirmations int
+	// Force releases the drift brake at once.
+	Force bool
+	// MaxRepairsPerMinute bounds replaces in any sliding minute; 0: no bound.
+	MaxRepairsPerMinute int
+
+	mu           sync.Mutex
+	lastDrift    [32]byte
+	seen         int
+	recent       []time.Time
+	driftHolding bool
+}
+
+// BrakeResult says which actions may go ahead and why others wait.
+type BrakeResult struct {
+	Allowed []Action
+	// Held are replaces not done this cycle, with the brake's reason.
+	Held []Action
+	// DriftHeld is set when the drift brake held the cycle back.
+	DriftHeld bool
+}
+
+// Reasons of held repairs.
+const (
+	ReasonDriftBrake  Reason = "drift-brake"
+	ReasonRateLimited Reason = "rate-limited"
+)
+
+// Apply filters one cycle's actions. total is the number of the driver's PVs.
+func (b *Brakes) Apply(actions []Action, total int, now time.Time) BrakeResult {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var res BrakeResult
+	var replaces []Action
+	for _, a := range actions {
+		if a.Kind == KindReplace {
+			replaces = append(replaces, a)
+		} else {
+			res.Allowed = append(res.Allowed, a)
+		}
+	}
+	if b.driftBrakeHolds(replaces, total) {
+		res.DriftHeld = true
+		msg := fmt.Sprintf("held by the drift brake: %d of %d PVs would change (more than %.0f%%); repairs wait until %d consecutive cycles see the same drift, or --force",
+			len(replaces), total, b.MaxDriftFraction*100, b.DriftConfirmations)
+		for _, a := range replaces {
+			res.Held = append(res.Held, held(a, ReasonDriftBrake, msg))
+		}
+		return res
+	}
+	for _, a := range replaces {
+		if !b.takeRepairSlot(now) {
+			res.Held = append(res.Held, held(a, ReasonRateLimited,
+				fmt.Sprintf("deferred: at most %d repairs per minute (--max-repairs-per-minute)", b.MaxRepairsPerMinute)))
+			continue
+		}
+		res.Allowed = append(res.Allowed, a)
+	}
+	return res
+}
+
+func held(a Action, reason Reason, msg string) Action {
+	a.Kind, a.Reason, a.Message = KindNone, reason, msg
+	return a
+}
+
+// driftBrakeHolds decides the drift brake for this cycle's replaces.
+func (b *Brakes) driftBrakeHolds(replaces []Action, total int) bool {
+	tooMuch := b.MaxDriftFraction > 0 && b.MaxDriftFraction < 1 && len(replaces) > b.MinDrifted &&
+		float64(len(replaces)) > b.MaxDriftFraction*float64(total)
+	if !tooMuch {
+		if b.driftHolding {
+			klog.InfoS("Drift brake released: the drift is back to normal proportions", "drifted", len(replaces), "pvs", total)
+		}
+		b.seen, b.driftHolding = 0, false
+		return false
+	}
+	sum := driftSignature(replaces)
+	if sum == b.lastDrift {
+		b.seen++
+	} else {
+		b.lastDrift, b.seen = sum, 1
+	}
+	switch {
+	case b.Force:
+		klog.InfoS("Drift brake overridden by --force", "drifted", len(replaces), "pvs", total)
+	case b.seen >= b.DriftConfirmations:
+		klog.InfoS("Drift brake released: the same drift was seen on consecutive cycles", "drifted", len(replaces), "pvs", total, "cycles", b.seen)
+	default:
+		if !b.driftHolding || b.seen == 1 {
+			klog.InfoS("Drift brake holding: an unusually large share of PVs would change; no repairs until the same drift is confirmed",
+				"drifted", len(replaces), "pvs", total, "maxFraction", b.MaxDriftFraction, "confirmations", b.DriftConfirmations)
+		}
+		b.driftHolding = true
+		return true
+	}
+	b.driftHolding = false
+	return false
+}
+
+// driftSignature identifies a drift: which PVs would get which affinity.
+func driftSignature(replaces []Action) [32]byte {
+	lines := make([]string, 0, len(replaces))
+	for _, a := range replaces {
+		lines = append(lines, a.Name+"="+DescribeAffinity(a.Affinity))
+	}
+	sort.Strings(lines)
+	h := sha256.New()
+	for _, l := range lines {
+		h.Write([]byte(l))
+		h.Write([]byte{0})
+	}
+	var out [32]byte
+	copy(out[:], h.Sum(nil))
+	return out
+}
+
+// takeRepairSlot records a repair if fewer than MaxRepairsPerMinute happened
+// in the minute before now.
+func (b *Brakes) takeRepairSlot(now time.Time) bool {
+	if b.MaxRepairsPerMinute <= 0 {
+		return true
+	}
+	cutoff := now.Add(-time.Minute)
+	keep := b.recent[:0]
+	for _, t := range b.recent {
+		if t.After(cutoff) {
+			keep = append(keep, t)
+		}
+	}
+	b.recent = keep
+	if len(b.recent) >= b.MaxRepairsPerMinute {
+		return false
+	}
+	b.recent = append(b.recent, now)
+	return true
+}

@@ -1,0 +1,119 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	corev1 "k8s.io/api/core/v1"
+)
+
+func replaceActions(n int, target string) []Action {
+	out := make([]Action, n)
+	for i := range out {
+		out[i] = Action{Kind: KindReplace, Reason: ReasonDrifted, Name: fmt.Sprintf("pv-%03d", i),
+			Affinity: AffinityFor(Topology{Segments: []Segment{{HostnameKey: target}}})}
+	}
+	return out
+}
+
+func TestDriftBrakeHoldsUntilTheSameDriftIsConfirmed(t *testing.T) {
+	b := &Brakes{MaxDriftFraction: 0.5, MinDrifted: 5, DriftConfirmations: 3}
+	now := time.Now()
+	for cycle := 1; cycle <= 2; cycle++ {
+		res := b.Apply(replaceActions(80, "n9"), 100, now)
+		if !res.DriftHeld || len(res.Allowed) != 0 || len(res.Held) != 80 {
+			t.Fatalf("cycle %d: held=%v allowed=%d, want all 80 held", cycle, res.DriftHeld, len(res.Allowed))
+		}
+		if res.Held[0].Reason != ReasonDriftBrake || res.Held[0].Kind != KindNone {
+			t.Fatalf("held action %+v", res.Held[0])
+		}
+	}
+	// A different drift restarts the count.
+	if res := b.Apply(replaceActions(80, "n8"), 100, now); !res.DriftHeld {
+		t.Fatal("a new drift released the brake")
+	}
+	b.Apply(replaceActions(80, "n8"), 100, now)
+	if res := b.Apply(replaceActions(80, "n8"), 100, now); res.DriftHeld || len(res.Allowed) != 80 {
+		t.Fatalf("third consecutive sighting: held=%v allowed=%d, want released", res.DriftHeld, len(res.Allowed))
+	}
+}
+
+func TestDriftBrakeLeavesNormalDriftAndFinishingWorkAlone(t *testing.T) {
+	b := &Brakes{MaxDriftFraction: 0.5, MinDrifted: 5, DriftConfirmations: 3}
+	now := time.Now()
+	if res := b.Apply(replaceActions(40, "n9"), 100, now); res.DriftHeld || len(res.Allowed) != 40 {
+		t.Fatalf("40%% drift held: %+v", res.DriftHeld)
+	}
+	if res := b.Apply(replaceActions(5, "n9"), 6, now); res.DriftHeld {
+		t.Fatal("a handful of PVs held back")
+	}
+	finishing := append(replaceActions(80, "n7"), Action{Kind: KindRecreate, Name: "pv-saved"}, Action{Kind: KindClearSaved, Name: "pv-clear"})
+	res := b.Apply(finishing, 100, now)
+	if !res.DriftHeld || len(res.Allowed) != 2 {
+		t.Fatalf("finishing actions must pass the drift brake: allowed %d", len(res.Allowed))
+	}
+}
+
+func TestForceReleasesDriftBrake(t *testing.T) {
+	b := &Brakes{MaxDriftFraction: 0.5, MinDrifted: 5, DriftConfirmations: 3, Force: true}
+	if res := b.Apply(replaceActions(90, "n9"), 100, time.Now()); res.DriftHeld || len(res.Allowed) != 90 {
+		t.Fatal("--force did not release the brake")
+	}
+}
+
+func TestRepairRateLimitIsASlidingMinute(t *testing.T) {
+	b := &Brakes{MaxRepairsPerMinute: 60}
+	start := time.Now()
+	res := b.Apply(replaceActions(100, "n1"), 1000, start)
+	if len(res.Allowed) != 60 || len(res.Held) != 40 || res.Held[0].Reason != ReasonRateLimited {
+		t.Fatalf("allowed %d held %d, want 60 and 40", len(res.Allowed), len(res.Held))
+	}
+	if res := b.Apply(replaceActions(40, "n1"), 1000, start.Add(59*time.Second)); len(res.Allowed) != 0 {
+		t.Fatalf("%d repairs allowed within the same minute", len(res.Allowed))
+	}
+	if res := b.Apply(replaceActions(40, "n1"), 1000, start.Add(61*time.Second)); len(res.Allowed) != 40 {
+		t.Fatalf("%d repairs allowed a minute later, want 40", len(res.Allowed))
+	}
+	unlimited := &Brakes{}
+	if res := unlimited.Apply(replaceActions(500, "n1"), 1000, start); len(res.Allowed) != 500 {
+		t.Fatal("0 must mean no limit")
+	}
+}
+
+func TestReconcilerBrakeWarnsOnHeldPVs(t *testing.T) {
+	b := newExBed(t)
+	var pvs []*corev1.PersistentVolume
+	for i := 0; i < 8; i++ {
+		pvs = append(pvs, b.addVolume(fmt.Sprintf("vol-%d", i), 1, []string{"n2"}, []string{"n1"})...)
+	}
+	r, rec := b.reconciler(nil)
+	r.opts.Brakes = &Brakes{MaxDriftFraction: 0.5, MinDrifted: 5, DriftConfirmations: 2}
+	if err := r.Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, pv := range pvs {
+		if got := b.affinityOf(pv.Name); got != "[{linbit.com/hostname=n1}]" {
+			t.Fatalf("pv %s repaired under the drift brake", pv.Name)
+		}
+	}
+	if n := len(drain(rec)); n != 8 {
+		t.Fatalf("%d events, want one warning per held PV", n)
+	}
+	if v := testutil.ToFloat64(r.metrics.BrakeHolding.WithLabelValues("drift")); v != 1 {
+		t.Fatalf("brake_holding = %v", v)
+	}
+	// The second cycle confirms the drift; a fresh reconciler over the repaired
+	// state must see nothing more to do.
+	if err := r.Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, pv := range pvs {
+		b.assertHealed(pv, []string{"n2"})
+	}
+	if v := testutil.ToFloat64(r.metrics.BrakeHolding.WithLabelValues("drift")); v != 0 {
+		t.Fatalf("brake_holding = %v after release", v)
+	}
+}
