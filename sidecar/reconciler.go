@@ -26,6 +26,10 @@ const (
 	EventCannotHandle    = "VolumeAffinityNotHandled"
 )
 
+// ReasonAwaitingCache: the sidecar wrote this PV and its informer has not
+// shown the write yet; deciding on the old copy could act twice.
+const ReasonAwaitingCache Reason = "awaiting-cache"
+
 // LinstorSource reads LINSTOR in bulk once per cycle.
 type LinstorSource interface {
 	Fetch(ctx context.Context) (*View, error)
@@ -200,18 +204,15 @@ func (r *Reconciler) plan(view *View) ([]Action, int, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("list PVs from cache: %w", err)
 	}
-	saved, bad := view.SavedStates()
 	now := r.now()
+	decisions, total := DecideAll(pvs, func(pv *corev1.PersistentVolume) *storagev1.StorageClass {
+		return StorageClassFor(r.scs, pv)
+	}, view, r.opts.Config, now)
 	counts := map[[2]string]float64{}
 	var actions []Action
-	seen := make(map[string]bool, len(pvs))
-	decide := func(in Input) {
-		a := Decide(in, r.opts.Config)
-		if a.Reason == ReasonForeignDriver || a.Reason == ReasonNotCSI {
-			return
-		}
-		if a.Kind != KindNone && r.cacheStale(a.Name, in.PV, now) {
-			a = none(in, "awaiting-cache", "waiting for the informer to show the last write")
+	for _, a := range decisions {
+		if a.Kind != KindNone && r.cacheStale(a.Name, a.PV, now) {
+			a = Action{Kind: KindNone, Reason: ReasonAwaitingCache, Message: "waiting for the informer to show the last write", PV: a.PV, Name: a.Name}
 		}
 		counts[[2]string{pvStatus(a), string(a.Reason)}]++
 		r.noteWarning(a)
@@ -219,16 +220,35 @@ func (r *Reconciler) plan(view *View) ([]Action, int, error) {
 			actions = append(actions, a)
 		}
 	}
+	r.metrics.PVs.Reset()
+	for k, n := range counts {
+		r.metrics.PVs.WithLabelValues(k[0], k[1]).Set(n)
+	}
+	return actions, total, nil
+}
+
+// DecideAll decides about every PV of the driver and every saved state in the
+// view, in name order, leaving out PVs of other drivers. It also returns how
+// many PVs the driver has. sc looks up the StorageClass a PV names.
+func DecideAll(pvs []*corev1.PersistentVolume, sc func(*corev1.PersistentVolume) *storagev1.StorageClass, view *View, cfg Config, now time.Time) ([]Action, int) {
+	saved, bad := view.SavedStates()
+	var out []Action
+	seen := make(map[string]bool, len(pvs))
+	decide := func(in Input) {
+		a := Decide(in, cfg)
+		if a.Reason != ReasonForeignDriver && a.Reason != ReasonNotCSI {
+			out = append(out, a)
+		}
+	}
 	for _, pv := range pvs {
-		if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != r.opts.DriverName {
+		if pv.Spec.CSI == nil || pv.Spec.CSI.Driver != cfg.DriverName {
 			continue
 		}
 		seen[pv.Name] = true
-		in := Input{PV: pv, Saved: saved[pv.Name], Nodes: view.Nodes, Now: now}
+		in := Input{PV: pv, Saved: saved[pv.Name], Nodes: view.Nodes, Now: now, StorageClass: sc(pv)}
 		if ref, err := ParseVolumeHandle(pv.Spec.CSI.VolumeHandle); err == nil {
 			in.RD = view.RDs[ref.RD]
 		}
-		in.StorageClass = StorageClassFor(r.scs, pv)
 		decide(in)
 	}
 	for name, s := range saved {
@@ -239,36 +259,8 @@ func (r *Reconciler) plan(view *View) ([]Action, int, error) {
 	for _, s := range bad {
 		decide(Input{Saved: s, Nodes: view.Nodes, Now: now})
 	}
-	r.metrics.PVs.Reset()
-	for k, n := range counts {
-		r.metrics.PVs.WithLabelValues(k[0], k[1]).Set(n)
-	}
-	sort.Slice(actions, func(i, j int) bool { return actions[i].Name < actions[j].Name })
-	return actions, len(seen), nil
-}
-
-// brake passes the cycle's actions through the brakes and records what they
-// hold back: a warning Event per PV held by the drift brake (once), a metric.
-func (r *Reconciler) brake(actions []Action, total int) []Action {
-	if r.opts.Brakes == nil {
-		return actions
-	}
-	res := r.opts.Brakes.Apply(actions, total, r.now())
-	holding := 0.0
-	if res.DriftHeld {
-		holding = 1
-	}
-	r.metrics.BrakeHolding.WithLabelValues("drift").Set(holding)
-	for _, a := range res.Held {
-		r.metrics.RepairsHeld.WithLabelValues(string(a.Reason)).Inc()
-		if a.Reason == ReasonDriftBrake {
-			a.Warn = true
-			r.noteWarning(a)
-		} else {
-			klog.V(2).InfoS("Repair deferred", "pv", a.Name, "reason", a.Reason)
-		}
-	}
-	return res.Allowed
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, len(seen)
 }
 
 // cacheStale reports whether the cache still shows a PV as it was before this
@@ -428,4 +420,28 @@ func StorageClassFor(scs storagelisters.StorageClassLister, pv *corev1.Persisten
 		return nil
 	}
 	return sc
+}
+
+// brake passes the cycle's actions through the brakes and records what they
+// hold back: a warning Event per PV held by the drift brake (once), a metric.
+func (r *Reconciler) brake(actions []Action, total int) []Action {
+	if r.opts.Brakes == nil {
+		return actions
+	}
+	res := r.opts.Brakes.Apply(actions, total, r.now())
+	holding := 0.0
+	if res.DriftHeld {
+		holding = 1
+	}
+	r.metrics.BrakeHolding.WithLabelValues("drift").Set(holding)
+	for _, a := range res.Held {
+		r.metrics.RepairsHeld.WithLabelValues(string(a.Reason)).Inc()
+		if a.Reason == ReasonDriftBrake {
+			a.Warn = true
+			r.noteWarning(a)
+		} else {
+			klog.V(2).InfoS("Repair deferred", "pv", a.Name, "reason", a.Reason)
+		}
+	}
+	return res.Allowed
 }

@@ -46,3 +46,24 @@ func (d csiDriver) VolumeExists(ctx context.Context, volumeID string) (bool, str
 	}
 	return st.Exists, "", nil
 }
+
+// VolumeCondition describes ControllerGetVolume's answer for reports.
+func (d csiDriver) VolumeCondition(ctx context.Context, volumeID string) (string, error) {
+	st, err := d.client.VolumeStatus(ctx, volumeID)
+	switch {
+	case csiprobe.IsNotSupported(err):
+		return "unknown (no GET_VOLUME)", nil
+	case err != nil:
+		return "", err
+	case !st.Exists:
+		return "not found", nil
+	case st.Abnormal:
+		return "abnormal: " + st.Message, nil
+	}
+	return "ok", nil
+}
+
+// Capacity is GetCapacity for a segment.
+func (d csiDriver) Capacity(ctx context.Context, parameters, segment map[string]string) (int64, error) {
+	return d.client.Capacity(ctx, parameters, segment)
+}

@@ -80,7 +80,7 @@ func newFlagSet(name string, c *config) *flag.FlagSet {
 	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 20, "Queries per second to the Kubernetes API server.")
 	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 40, "Burst of queries to the Kubernetes API server.")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n       %s migrate-properties [flags]\n\n", name, name)
+		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n       %s check [-o table|json] [flags]\n       %s migrate-properties [flags]\n\n", name, name, name)
 		fmt.Fprintf(fs.Output(), "Keeps the node affinity of LINSTOR CSI PersistentVolumes in sync with where LINSTOR keeps their data.\n")
 		fmt.Fprintf(fs.Output(), "LINSTOR is reached with golinstor's LS_* environment (LS_CONTROLLERS, LS_ROOT_CA, LS_USER_CERTIFICATE, LS_USER_KEY, ...).\n\nFlags:\n")
 		fs.PrintDefaults()

@@ -37,9 +37,15 @@ const component = "linstor-affinity-sidecar"
 func main() {
 	name := filepath.Base(os.Args[0])
 	args := os.Args[1:]
-	if len(args) > 0 && args[0] == "migrate-properties" {
-		migrateProperties(name, args[1:])
-		return
+	if len(args) > 0 {
+		switch args[0] {
+		case "migrate-properties":
+			migrateProperties(name, args[1:])
+			return
+		case "check":
+			klog.Flush()
+			os.Exit(runCheck(name, args[1:]))
+		}
 	}
 	var c config
 	fs := newFlagSet(name, &c)

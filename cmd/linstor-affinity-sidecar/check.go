@@ -1,0 +1,143 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	lapi "github.com/LINBIT/golinstor/client"
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/klog/v2"
+
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/csiprobe"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
+)
+
+// Exit statuses of check.
+const (
+	checkInSync  = 0
+	checkError   = 1
+	checkDrifted = 2
+)
+
+// runCheck is `linstor-affinity-sidecar check`: a read-only report of every
+// PV of the driver. It changes nothing.
+func runCheck(name string, args []string) int {
+	var c config
+	fs := newFlagSet(name+" check", &c)
+	output := fs.String("o", "table", "Output format: table or json.")
+	exitOnHelp(fs.Parse(args))
+	if *output != "table" && *output != "json" {
+		klog.ErrorS(nil, "-o must be table or json", "got", *output)
+		return checkError
+	}
+	if _, err := c.validateCheck(); err != nil {
+		klog.ErrorS(err, "Invalid flags")
+		return checkError
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	rep, err := buildCheckReport(ctx, c, setFlags(fs))
+	if err != nil {
+		klog.ErrorS(err, "Check failed")
+		return checkError
+	}
+	if *output == "json" {
+		err = rep.WriteJSON(os.Stdout)
+	} else {
+		err = rep.WriteTable(os.Stdout)
+	}
+	if err != nil {
+		return checkError
+	}
+	if rep.Summary.Drifted > 0 {
+		return checkDrifted
+	}
+	return checkInSync
+}
+
+// validateCheck is validate for check, where standalone mode is the fallback
+// when the CSI socket cannot be reached.
+func (c *config) validateCheck() (sidecar.Policy, error) {
+	if c.csiAddress == "" && c.driverName == "" {
+		return nil, fmt.Errorf("without --csi-address, check needs --driver-name")
+	}
+	return sidecar.ParsePolicy(c.defaultPolicy)
+}
+
+func buildCheckReport(ctx context.Context, c config, explicit map[string]bool) (sidecar.Report, error) {
+	restConfig, err := kubeConfig(c)
+	if err != nil {
+		return sidecar.Report{}, fmt.Errorf("kubernetes configuration: %w", err)
+	}
+	kube, err := kubernetes.NewForConfig(restConfig)
+	if err != nil {
+		return sidecar.Report{}, err
+	}
+	var inspector sidecar.Inspector
+	driverName := c.driverName
+	if c.csiAddress != "" {
+		client, err := csiprobe.Connect(ctx, c.csiAddress, csiprobe.Options{Timeout: c.timeout, ConnectTimeout: 3 * time.Second})
+		if err == nil {
+			defer func() { _ = client.Close() }()
+			info, ierr := client.DriverInfo(ctx)
+			if ierr == nil {
+				inspector = csiDriver{client: client}
+				if driverName == "" {
+					driverName = info.Name
+				}
+				adoptCSIContainerSettings(ctx, kube, &c, explicit)
+			} else {
+				err = ierr
+			}
+		}
+		if err != nil {
+			if driverName == "" {
+				return sidecar.Report{}, fmt.Errorf("CSI driver at %s: %w (give --driver-name to check without it)", c.csiAddress, err)
+			}
+			klog.InfoS("CSI driver not reachable; reporting without its view", "address", c.csiAddress, "err", err)
+		}
+	}
+	defaultPolicy, err := sidecar.ParsePolicy(c.defaultPolicy)
+	if err != nil {
+		return sidecar.Report{}, fmt.Errorf("--default-remote-access-policy: %w", err)
+	}
+	lc, err := lapi.NewClient(lapi.Log(linstorLogger{}))
+	if err != nil {
+		return sidecar.Report{}, fmt.Errorf("LINSTOR client: %w", err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	view, err := sidecar.NewLinstor(lc, c.propertyNamespace).Fetch(cctx)
+	if err != nil {
+		return sidecar.Report{}, err
+	}
+	pvList, err := kube.CoreV1().PersistentVolumes().List(cctx, metav1.ListOptions{})
+	if err != nil {
+		return sidecar.Report{}, fmt.Errorf("list PVs: %w", err)
+	}
+	scList, err := kube.StorageV1().StorageClasses().List(cctx, metav1.ListOptions{})
+	if err != nil {
+		return sidecar.Report{}, fmt.Errorf("list StorageClasses: %w", err)
+	}
+	scs := make(map[string]*storagev1.StorageClass, len(scList.Items))
+	for i := range scList.Items {
+		scs[scList.Items[i].Name] = &scList.Items[i]
+	}
+	pvs := make([]*corev1.PersistentVolume, len(pvList.Items))
+	for i := range pvList.Items {
+		pvs[i] = &pvList.Items[i]
+	}
+	cfg := sidecar.Config{DriverName: driverName, GracePeriod: c.gracePeriod, DefaultPolicy: defaultPolicy}
+	now := time.Now()
+	decisions, _ := sidecar.DecideAll(pvs, func(pv *corev1.PersistentVolume) *storagev1.StorageClass {
+		return scs[pv.Spec.StorageClassName]
+	}, view, cfg, now)
+	return sidecar.BuildReport(ctx, driverName, decisions, scs, inspector, c.timeout, now), nil
+}
