@@ -5,6 +5,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -36,6 +38,28 @@ var (
 // Unlike LINSTOR CSI it rejects unknown fields and empty text: a typo there would
 // silently mean "anywhere", and the sidecar would rather warn than act on it.
 func ParsePolicy(text string) (Policy, error) {
+	if cached, ok := policyCache.Load(text); ok {
+		return clonePolicy(cached.(Policy)), nil
+	}
+	p, err := parsePolicy(text)
+	if err == nil && policyCacheSize.Add(1) <= maxCachedPolicies {
+		policyCache.Store(text, clonePolicy(p))
+	}
+	return p, err
+}
+
+// Policies are parsed once per distinct text: a cluster has a handful of
+// StorageClasses, and YAML parsing is most of a decision's cost otherwise.
+// Callers get their own copy.
+var (
+	policyCache     sync.Map
+	policyCacheSize atomic.Int64
+)
+
+// maxCachedPolicies bounds the cache against PVs each carrying their own text.
+const maxCachedPolicies = 4096
+
+func parsePolicy(text string) (Policy, error) {
 	trimmed := strings.TrimSpace(text)
 	if trimmed == "" {
 		return nil, fmt.Errorf("remote access policy is empty")

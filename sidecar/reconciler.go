@@ -232,7 +232,7 @@ func (r *Reconciler) plan(view *View) ([]Action, int, error) {
 // many PVs the driver has. sc looks up the StorageClass a PV names.
 func DecideAll(pvs []*corev1.PersistentVolume, sc func(*corev1.PersistentVolume) *storagev1.StorageClass, view *View, cfg Config, now time.Time) ([]Action, int) {
 	saved, bad := view.SavedStates()
-	var out []Action
+	out := make([]Action, 0, len(pvs)+len(saved)+len(bad))
 	seen := make(map[string]bool, len(pvs))
 	decide := func(in Input) {
 		a := Decide(in, cfg)
