@@ -6,8 +6,9 @@
 #   make bench   benchmarks (not part of make test)
 #
 # Peer binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-# linstor-csi, staticcheck) are built from the Go module proxy into bin/ by
-# hack/build-tools.sh and cached there.
+# linstor-csi, csi-provisioner, staticcheck: hack/build-tools.sh; helm and
+# kustomize: hack/build-deploy-tools.sh) are built from the Go module proxy into
+# bin/ and cached there.
 
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
@@ -21,7 +22,7 @@ IMAGE ?= linstor-affinity-sidecar:$(VERSION)
 E2E_FLAGS ?= -count=1 -timeout=40m -p=1
 UNIT_FLAGS ?= -race -count=1 -short -timeout=15m
 
-.PHONY: all build tools tools-e2e lint test unit e2e demo bench image clean
+.PHONY: all build tools tools-e2e tools-deploy lint test unit e2e demo bench image clean
 
 all: build
 
@@ -30,6 +31,10 @@ build:
 
 tools:
 	hack/build-tools.sh
+	hack/build-deploy-tools.sh
+
+tools-deploy:
+	hack/build-deploy-tools.sh
 
 tools-e2e:
 	hack/build-tools.sh linstor-csi etcd kube
@@ -43,7 +48,7 @@ lint:
 unit:
 	$(GO) test $(UNIT_FLAGS) ./...
 
-e2e: tools-e2e build
+e2e: tools-e2e tools-deploy build
 	$(GO) test $(E2E_FLAGS) ./test/...
 
 test: lint unit e2e
