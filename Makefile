@@ -37,7 +37,7 @@ tools-deploy:
 	hack/build-deploy-tools.sh
 
 tools-e2e:
-	hack/build-tools.sh linstor-csi etcd kube
+	hack/build-tools.sh linstor-csi etcd kube external-provisioner
 
 lint:
 	hack/build-tools.sh staticcheck

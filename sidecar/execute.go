@@ -171,17 +171,45 @@ func (e *Executor) mergePatch(ctx context.Context, name string, patch map[string
 	return e.Kube.CoreV1().PersistentVolumes().Patch(cctx, name, types.MergePatchType, body, metav1.PatchOptions{})
 }
 
-// deleteExact deletes exactly this PV: same UID, same resourceVersion.
+// deleteExact deletes exactly this PV, and only while it is still retained.
+// Other controllers legitimately touch the PV right after the Retain patch
+// (the external-provisioner drops its finalizer from retained PVs), so a
+// resourceVersion conflict is not a reason to give up: the PV is read again,
+// and the delete retried with the new resourceVersion as long as it is the
+// same PV (UID) and still has reclaim policy Retain and the skip-reclaim
+// annotation. Were either undone meanwhile, deleting could delete the volume.
 func (e *Executor) deleteExact(ctx context.Context, pv *corev1.PersistentVolume) error {
-	cctx, cancel := e.call(ctx)
-	defer cancel()
-	err := e.Kube.CoreV1().PersistentVolumes().Delete(cctx, pv.Name, metav1.DeleteOptions{
-		Preconditions: &metav1.Preconditions{UID: &pv.UID, ResourceVersion: &pv.ResourceVersion},
-	})
-	if apierrors.IsNotFound(err) {
-		return nil
+	const attempts = 5
+	for i := 0; ; i++ {
+		cctx, cancel := e.call(ctx)
+		err := e.Kube.CoreV1().PersistentVolumes().Delete(cctx, pv.Name, metav1.DeleteOptions{
+			Preconditions: &metav1.Preconditions{UID: &pv.UID, ResourceVersion: &pv.ResourceVersion},
+		})
+		cancel()
+		if err == nil || apierrors.IsNotFound(err) {
+			return nil
+		}
+		if !apierrors.IsConflict(err) || i+1 == attempts {
+			return err
+		}
+		current, gerr := e.get(ctx, pv.Name)
+		if apierrors.IsNotFound(gerr) {
+			return nil
+		}
+		if gerr != nil {
+			return fmt.Errorf("%w; reading it again: %v", err, gerr)
+		}
+		if current.UID != pv.UID {
+			return nil // our PV is gone already; this one is someone else's
+		}
+		if current.Spec.PersistentVolumeReclaimPolicy != corev1.PersistentVolumeReclaimRetain || current.Annotations[e.SkipReclaimAnnotation()] != "true" {
+			return fmt.Errorf("PV changed during the replace (reclaim policy %s, %s=%q): not deleting it",
+				current.Spec.PersistentVolumeReclaimPolicy, e.SkipReclaimAnnotation(), current.Annotations[e.SkipReclaimAnnotation()])
+		}
+		klog.V(4).InfoS("PV changed between retain and delete; retrying with its new resourceVersion", "pv", pv.Name,
+			"resourceVersion", current.ResourceVersion)
+		pv = current
 	}
-	return err
 }
 
 // recreate finishes a replace from its saved state: make sure the old PV is

@@ -11,6 +11,7 @@ import (
 	lapi "github.com/LINBIT/golinstor/client"
 	"github.com/LINBIT/golinstor/fakelinstor"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -395,3 +396,55 @@ func (quietLog) Debugf(string, ...any) {}
 func (quietLog) Infof(string, ...any)  {}
 func (quietLog) Warnf(string, ...any)  {}
 func (quietLog) Errorf(string, ...any) {}
+
+// TestDeleteRetriesWhenAnotherControllerTouchedTheRetainedPV: right after the
+// Retain patch the external-provisioner drops its finalizer, which changes the
+// resourceVersion; the replace must not give up on that.
+func TestDeleteRetriesWhenAnotherControllerTouchedTheRetainedPV(t *testing.T) {
+	b := newExBed(t)
+	pvs := b.addVolume("vol-g", 1, []string{"n3"}, []string{"n1"})
+	conflicts := 0
+	b.kube.PrependReactor("delete", "persistentvolumes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if conflicts < 2 {
+			conflicts++
+			return true, nil, apierrors.NewConflict(corev1.Resource("persistentvolumes"), pvs[0].Name, errors.New("the ResourceVersion in the precondition does not match"))
+		}
+		return false, nil, nil
+	})
+	r, _ := b.reconciler(nil)
+	if err := r.Cycle(context.Background()); err != nil {
+		t.Fatalf("replace gave up after a resourceVersion conflict: %v", err)
+	}
+	if conflicts != 2 {
+		t.Fatalf("%d conflicts served", conflicts)
+	}
+	b.assertHealed(pvs[0], []string{"n3"})
+}
+
+// TestDeleteRefusedWhenRetainWasUndone: if the reclaim policy went back to
+// Delete between the Retain patch and the delete, the PV must not be deleted.
+func TestDeleteRefusedWhenRetainWasUndone(t *testing.T) {
+	b := newExBed(t)
+	pvs := b.addVolume("vol-h", 1, []string{"n3"}, []string{"n1"})
+	undone := false
+	b.kube.PrependReactor("delete", "persistentvolumes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if !undone {
+			undone = true
+			pv, err := b.kube.Tracker().Get(corev1.SchemeGroupVersion.WithResource("persistentvolumes"), "", pvs[0].Name)
+			b.must(err)
+			changed := pv.(*corev1.PersistentVolume).DeepCopy()
+			changed.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimDelete
+			b.must(b.kube.Tracker().Update(corev1.SchemeGroupVersion.WithResource("persistentvolumes"), changed, ""))
+			return true, nil, apierrors.NewConflict(corev1.Resource("persistentvolumes"), pvs[0].Name, errors.New("modified"))
+		}
+		return false, nil, nil
+	})
+	r, _ := b.reconciler(nil)
+	if err := r.Cycle(context.Background()); err == nil {
+		t.Fatal("replace went ahead although the PV's reclaim policy was set back to Delete")
+	}
+	pv, err := b.kube.CoreV1().PersistentVolumes().Get(context.Background(), pvs[0].Name, metav1.GetOptions{})
+	if err != nil || pv.UID != pvs[0].UID {
+		t.Fatalf("PV deleted: %v", err)
+	}
+}

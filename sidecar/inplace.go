@@ -43,6 +43,7 @@ const inPlaceRecheck = 10 * time.Minute
 // inPlaceSupport remembers whether the API server accepts node affinity
 // changes of existing PVs.
 type inPlaceSupport struct {
+	probing   sync.Mutex
 	mu        sync.Mutex
 	known     bool
 	supported bool
@@ -109,6 +110,12 @@ func (e *Executor) useInPlace(ctx context.Context, a Action) (bool, error) {
 		return true, nil
 	}
 	now := time.Now()
+	if supported, known := e.inPlace.get(now); known {
+		return supported, nil
+	}
+	// One probe at a time: concurrent workers wait for its answer.
+	e.inPlace.probing.Lock()
+	defer e.inPlace.probing.Unlock()
 	if supported, known := e.inPlace.get(now); known {
 		return supported, nil
 	}

@@ -287,6 +287,9 @@ func (r *Reconciler) expect(name string, written *corev1.PersistentVolume, befor
 	if written == nil {
 		return
 	}
+	if before != nil && written.UID == before.UID && written.ResourceVersion == before.ResourceVersion {
+		return // nothing was written to the PV: the cache is not behind
+	}
 	exp := expectation{uid: written.UID, expiresAt: r.now().Add(r.opts.ExpectationTimeout)}
 	if before != nil && before.UID == written.UID {
 		exp.staleRV = before.ResourceVersion
