@@ -35,30 +35,13 @@ func TestParsePolicyAccepts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ParsePolicy(%q): unexpected error %v", tc.text, err)
 			}
-			if !samePolicy(got, tc.want) {
+			if !policyEqual(got, tc.want) {
 				t.Errorf("ParsePolicy(%q) = %#v, want %#v", tc.text, got, tc.want)
 			}
 		})
 	}
 }
 
-// samePolicy compares rule by rule, treating a nil and an empty fromSame alike.
-func samePolicy(a, b Policy) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if len(a[i].FromSame) != len(b[i].FromSame) {
-			return false
-		}
-		for j := range a[i].FromSame {
-			if a[i].FromSame[j] != b[i].FromSame[j] {
-				return false
-			}
-		}
-	}
-	return true
-}
 
 func TestParsePolicyRejects(t *testing.T) {
 	cases := []struct {
@@ -212,7 +195,7 @@ func TestPolicyStringRoundTrips(t *testing.T) {
 				t.Fatalf("String() = %q, want %q", got, tc.want)
 			}
 			back, err := ParsePolicy(tc.policy.String())
-			if err != nil || !samePolicy(back, tc.policy) {
+			if err != nil || !policyEqual(back, tc.policy) {
 				t.Errorf("ParsePolicy(String()) = %#v, %v; want %#v", back, err, tc.policy)
 			}
 		})

@@ -175,7 +175,7 @@ func TestResolvePolicy(t *testing.T) {
 			if err != nil {
 				t.Fatalf("ResolvePolicy: unexpected error %v", err)
 			}
-			if !samePolicy(got, tc.want) {
+			if !policyEqual(got, tc.want) {
 				t.Errorf("ResolvePolicy = %v, want %v", got, tc.want)
 			}
 		})
@@ -190,7 +190,7 @@ func TestResolvePolicyPicksTheSmallestOverrideKey(t *testing.T) {
 	// Map order varies from run to run; the choice must not.
 	for i := 0; i < 50; i++ {
 		got, source, err := ResolvePolicy(pv, nil, PolicyLocalOnly)
-		if err != nil || source != SourceAnnotation || !samePolicy(got, PolicyAnywhere) {
+		if err != nil || source != SourceAnnotation || !policyEqual(got, PolicyAnywhere) {
 			t.Fatalf("run %d: ResolvePolicy = %v, %q, %v; want anywhere from override.piraeus.io/n1", i, got, source, err)
 		}
 	}
