@@ -42,7 +42,6 @@ func TestParsePolicyAccepts(t *testing.T) {
 	}
 }
 
-
 func TestParsePolicyRejects(t *testing.T) {
 	cases := []struct {
 		name string
