@@ -54,6 +54,17 @@ type Options struct {
 	ReconcileRate time.Duration
 	// SidecarArgs are appended to the sidecar's flags (later flags win).
 	SidecarArgs []string
+	// SidecarEnv, when not nil, replaces the LINSTOR connection the sidecar
+	// is given in its environment (LS_CONTROLLERS=<simulator>), e.g. with
+	// only POD_NAMESPACE for a zero-configuration start (see zeroconfig.go).
+	SidecarEnv []string
+	// LinstorTLS serves the simulator over HTTPS requiring client
+	// certificates; LINSTOR CSI gets its CA and client certificate as PEM in
+	// LS_ROOT_CA, LS_USER_CERTIFICATE and LS_USER_KEY, as Piraeus passes them
+	// from the Secret linstor-csi-controller-tls.
+	LinstorTLS bool
+	// ControllerManagerArgs are appended to kube-controller-manager's flags.
+	ControllerManagerArgs []string
 	// LogDir keeps every log after Stop; empty means inside the temp dir.
 	LogDir string
 	// Logf receives progress lines; nil discards them.
@@ -118,14 +129,16 @@ func Start(ctx context.Context, opts Options) (*Bed, error) {
 
 func (b *Bed) start(ctx context.Context) error {
 	began := time.Now()
-	c, err := cluster.Start(ctx, cluster.Options{MutablePVNodeAffinity: b.opts.MutablePVNodeAffinity, LogDir: b.opts.LogDir})
+	c, err := cluster.Start(ctx, cluster.Options{
+		MutablePVNodeAffinity: b.opts.MutablePVNodeAffinity, LogDir: b.opts.LogDir, ControllerManagerArgs: b.opts.ControllerManagerArgs,
+	})
 	if err != nil {
 		return err
 	}
 	b.Cluster, b.Kube = c, c.Client()
 	b.opts.Logf("control plane ready after %v", time.Since(began).Round(time.Millisecond))
 
-	b.Sim = linstorsim.New(linstorsim.Options{PropertyNamespace: PropertyNamespace})
+	b.Sim = linstorsim.New(linstorsim.Options{PropertyNamespace: PropertyNamespace, RequireClientCert: b.opts.LinstorTLS})
 	if err := b.Sim.Start(); err != nil {
 		return fmt.Errorf("LINSTOR simulator: %w", err)
 	}
@@ -138,10 +151,15 @@ func (b *Bed) start(ctx context.Context) error {
 		return err
 	}
 
+	driverEnv, err := b.linstorClientEnv()
+	if err != nil {
+		return err
+	}
 	b.Driver, err = c.StartLinstorCSI(ctx, cluster.LinstorCSIOptions{
 		LinstorEndpoint:   b.Sim.URL(),
 		PropertyNamespace: PropertyNamespace,
 		LogLevel:          "info",
+		Env:               driverEnv,
 	})
 	if err != nil {
 		return err
@@ -234,13 +252,21 @@ func (b *Bed) StartSidecar(ctx context.Context) error {
 		"-v=2",
 	}
 	args = append(args, b.opts.SidecarArgs...)
+	tlsEnv, err := b.linstorClientEnv()
+	if err != nil {
+		return err
+	}
+	env := append([]string{"LS_CONTROLLERS=" + b.Sim.URL()}, tlsEnv...)
+	if b.opts.SidecarEnv != nil {
+		env = b.opts.SidecarEnv
+	}
 	p, err := b.Cluster.StartProcess(ctx, cluster.ProcessSpec{
 		Name: SidecarBinaryName,
 		Path: b.opts.SidecarBinary,
 		Args: args,
 		// golinstor's environment, as the pod passes it; no in-cluster API
 		// server to find, whatever the environment of the test runner.
-		Env:       []string{"LS_CONTROLLERS=" + b.Sim.URL(), "KUBERNETES_SERVICE_HOST=", "POD_NAME=linstor-csi-controller-0"},
+		Env:       append([]string{"KUBERNETES_SERVICE_HOST=", "POD_NAME=" + ControllerPodName}, env...),
 		StopGrace: 10 * time.Second,
 	})
 	if err != nil {

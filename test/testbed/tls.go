@@ -1,0 +1,118 @@
+package testbed
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// ControllerPodName is the CSI controller pod the sidecar believes it runs
+// in (POD_NAME); CreateControllerPod creates a Pod object of that name.
+const ControllerPodName = "linstor-csi-controller-0"
+
+// ControllerTLSSecret is the Secret Piraeus Operator v2 creates for LINSTOR
+// CSI's client certificate (keys ca.crt, tls.crt, tls.key).
+const ControllerTLSSecret = "linstor-csi-controller-tls"
+
+// linstorClientEnv is golinstor's TLS environment for a client of a
+// LinstorTLS simulator: the CA and a fresh client certificate and key, as
+// PEM. Without LinstorTLS it is empty.
+func (b *Bed) linstorClientEnv() ([]string, error) {
+	if !b.opts.LinstorTLS {
+		return nil, nil
+	}
+	cert, key, err := b.Sim.IssueClientCert("linstor-csi-controller")
+	if err != nil {
+		return nil, fmt.Errorf("client certificate for LINSTOR CSI: %w", err)
+	}
+	return []string{"LS_ROOT_CA=" + string(b.Sim.CACertPEM()), "LS_USER_CERTIFICATE=" + string(cert), "LS_USER_KEY=" + string(key)}, nil
+}
+
+// ControllerTLS is the client certificate material of the controller's TLS
+// Secret, for tests that look for it where it must not be (logs).
+type ControllerTLS struct {
+	CA, Cert, Key []byte
+}
+
+// CreateControllerPod writes, as Piraeus Operator v2 deploys them, the TLS
+// Secret ControllerTLSSecret (a fresh client certificate from the
+// simulator's CA) and a Pod object ControllerPodName in ControllerNamespace
+// whose linstor-csi container reaches LINSTOR at the simulator: LS_CONTROLLERS
+// set directly, LS_ROOT_CA, LS_USER_CERTIFICATE and LS_USER_KEY as
+// secretKeyRefs, --property-namespace in its args. The sidecar container
+// carries nothing but the socket mount and the downward API. No kubelet runs
+// the pod; only its spec matters. It needs a LinstorTLS bed.
+func (b *Bed) CreateControllerPod(ctx context.Context) (ControllerTLS, error) {
+	ca := b.Sim.CACertPEM()
+	if ca == nil {
+		return ControllerTLS{}, fmt.Errorf("controller pod: the simulator serves no TLS (Options.LinstorTLS)")
+	}
+	cert, key, err := b.Sim.IssueClientCert("linstor-csi-controller")
+	if err != nil {
+		return ControllerTLS{}, fmt.Errorf("controller pod: %w", err)
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: ControllerTLSSecret, Namespace: ControllerNamespace},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{"ca.crt": ca, corev1.TLSCertKey: cert, corev1.TLSPrivateKeyKey: key},
+	}
+	if _, err := b.Kube.CoreV1().Secrets(ControllerNamespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		return ControllerTLS{}, fmt.Errorf("create secret %s: %w", ControllerTLSSecret, err)
+	}
+	fromSecret := func(name, key string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: ControllerTLSSecret}, Key: key,
+		}}}
+	}
+	socket := corev1.VolumeMount{Name: "socket-dir", MountPath: "/csi"}
+	fromField := func(name, path string) corev1.EnvVar {
+		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
+	}
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: ControllerPodName, Namespace: ControllerNamespace, Labels: map[string]string{
+			"app.kubernetes.io/component": "linstor-csi-controller",
+		}},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: ControllerServiceAccount,
+			Containers: []corev1.Container{
+				{
+					Name:  "linstor-csi",
+					Image: "quay.io/piraeusdatastore/piraeus-csi:v1.6.4",
+					Args: []string{
+						"--csi-endpoint=unix:///csi/csi.sock", "--property-namespace=" + PropertyNamespace,
+					},
+					Env: []corev1.EnvVar{
+						{Name: "LS_CONTROLLERS", Value: b.Sim.URL()},
+						fromSecret("LS_ROOT_CA", "ca.crt"),
+						fromSecret("LS_USER_CERTIFICATE", corev1.TLSCertKey),
+						fromSecret("LS_USER_KEY", corev1.TLSPrivateKeyKey),
+					},
+					VolumeMounts: []corev1.VolumeMount{socket},
+				},
+				{
+					Name:         "csi-provisioner",
+					Image:        "registry.k8s.io/sig-storage/csi-provisioner:v5.3.0",
+					Args:         []string{"--csi-address=/csi/csi.sock", "--feature-gates=Topology=true", "--leader-election=true"},
+					VolumeMounts: []corev1.VolumeMount{socket},
+				},
+				{
+					Name:  SidecarBinaryName,
+					Image: "quay.io/piraeusdatastore/linstor-affinity-sidecar:v0.1.0",
+					Args:  []string{"--csi-address=/csi/csi.sock", "-v=2"},
+					Env: []corev1.EnvVar{
+						fromField("POD_NAME", "metadata.name"),
+						fromField("POD_NAMESPACE", "metadata.namespace"),
+					},
+					VolumeMounts: []corev1.VolumeMount{socket},
+				},
+			},
+			Volumes: []corev1.Volume{{Name: "socket-dir", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
+		},
+	}
+	if _, err := b.Kube.CoreV1().Pods(ControllerNamespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
+		return ControllerTLS{}, fmt.Errorf("create pod %s: %w", ControllerPodName, err)
+	}
+	return ControllerTLS{CA: ca, Cert: cert, Key: key}, nil
+}
