@@ -78,6 +78,7 @@ func (e *Executor) call(ctx context.Context) (context.Context, context.CancelFun
 
 func (e *Executor) done(step Step, pv string) error {
 	klog.V(4).InfoS("Replace step done", "pv", pv, "step", step)
+	faultHook(step, pv)
 	if e.AfterStep != nil {
 		return e.AfterStep(step, pv)
 	}
@@ -353,12 +354,25 @@ func (e *Executor) settle(ctx context.Context, s *SavedState, live *corev1.Persi
 // restorePatch returns the merge patch that gives the live PV back the reclaim
 // policy and skip-reclaim annotation of the saved replacement, or nil when
 // they agree already.
+//
+// The reclaim policy is only restored when the live PV carries the mark of
+// the replace's retain step (skip-reclaim "true", which the saved replacement
+// lacks): only then is Retain known to be the sidecar's own doing. Without
+// the mark the retain step never ran, or someone undid it, and the policy on
+// the live PV is the user's; setting it back to the saved (older) value could
+// turn a Retain the user chose into Delete.
 func (e *Executor) restorePatch(saved, live *corev1.PersistentVolume) map[string]any {
 	key := e.SkipReclaimAnnotation()
 	savedValue, savedHas := saved.Annotations[key]
 	liveValue, liveHas := live.Annotations[key]
 	annotationDiffers := savedHas != liveHas || savedValue != liveValue
-	policyDiffers := saved.Spec.PersistentVolumeReclaimPolicy != live.Spec.PersistentVolumeReclaimPolicy
+	retainedByUs := liveValue == "true" && savedValue != "true" &&
+		live.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimRetain
+	policyDiffers := retainedByUs && saved.Spec.PersistentVolumeReclaimPolicy != live.Spec.PersistentVolumeReclaimPolicy
+	if !retainedByUs && saved.Spec.PersistentVolumeReclaimPolicy != live.Spec.PersistentVolumeReclaimPolicy {
+		klog.InfoS("Keeping the reclaim policy a user set during an interrupted replace", "pv", live.Name,
+			"reclaimPolicy", live.Spec.PersistentVolumeReclaimPolicy, "saved", saved.Spec.PersistentVolumeReclaimPolicy)
+	}
 	if !annotationDiffers && !policyDiffers {
 		return nil
 	}

@@ -448,3 +448,80 @@ func TestDeleteRefusedWhenRetainWasUndone(t *testing.T) {
 		t.Fatalf("PV deleted: %v", err)
 	}
 }
+
+// TestInterruptedReplaceKeepsReclaimPolicyUserSet: a replace stopped after
+// saving its state, before its retain step; meanwhile a user sets the PV to
+// Retain. Finishing the interrupted replace must not set the policy back to
+// the Delete recorded in the saved state: the next replace carries Retain.
+func TestInterruptedReplaceKeepsReclaimPolicyUserSet(t *testing.T) {
+	b := newExBed(t)
+	pvs := b.addVolume("vol-i", 1, []string{"n3"}, []string{"n1"})
+	r, _ := b.reconciler(func(s Step, _ string) error {
+		if s == StepSaveState {
+			return ErrInterrupted
+		}
+		return nil
+	})
+	if err := r.Cycle(context.Background()); err == nil {
+		t.Fatal("interrupted cycle reported success")
+	}
+	if b.savedStates()[pvs[0].Name] == nil {
+		t.Fatal("no saved state after the save-state step")
+	}
+	pv, err := b.kube.CoreV1().PersistentVolumes().Get(context.Background(), pvs[0].Name, metav1.GetOptions{})
+	b.must(err)
+	pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain
+	_, err = b.kube.CoreV1().PersistentVolumes().Update(context.Background(), pv, metav1.UpdateOptions{})
+	b.must(err)
+
+	b.converge(4)
+	want := pvs[0].DeepCopy()
+	want.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain
+	b.assertHealed(want, []string{"n3"})
+}
+
+// TestRestorePatchOnlyUndoesTheRetainStep: the reclaim policy is set back
+// only when the live PV carries the retain step's skip-reclaim mark.
+func TestRestorePatchOnlyUndoesTheRetainStep(t *testing.T) {
+	e := &Executor{DriverName: exDriver}
+	key := e.SkipReclaimAnnotation()
+	pv := func(policy corev1.PersistentVolumeReclaimPolicy, mark string) *corev1.PersistentVolume {
+		p := &corev1.PersistentVolume{ObjectMeta: metav1.ObjectMeta{Name: "pv", UID: "u", ResourceVersion: "9"}}
+		p.Spec.PersistentVolumeReclaimPolicy = policy
+		if mark != "" {
+			p.Annotations = map[string]string{key: mark}
+		}
+		return p
+	}
+	del, ret := corev1.PersistentVolumeReclaimDelete, corev1.PersistentVolumeReclaimRetain
+	for _, tc := range []struct {
+		name        string
+		saved, live *corev1.PersistentVolume
+		wantPolicy  any // nil: the patch leaves the policy alone
+		wantMark    bool
+	}{
+		{"retain step ran", pv(del, ""), pv(ret, "true"), del, true},
+		{"user set Retain, no mark", pv(del, ""), pv(ret, ""), nil, false},
+		{"user set Delete after the retain step", pv(del, ""), pv(del, "true"), nil, true},
+		{"mark was there before the replace", pv(del, "true"), pv(ret, "true"), nil, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			patch := e.restorePatch(tc.saved, tc.live)
+			var gotPolicy any
+			gotMark := false
+			if patch != nil {
+				if spec, ok := patch["spec"].(map[string]any); ok {
+					gotPolicy = spec["persistentVolumeReclaimPolicy"]
+				}
+				meta := patch["metadata"].(map[string]any)
+				_, gotMark = meta["annotations"]
+			}
+			if gotPolicy != tc.wantPolicy {
+				t.Errorf("policy in patch %v, want %v (patch %v)", gotPolicy, tc.wantPolicy, patch)
+			}
+			if gotMark != tc.wantMark {
+				t.Errorf("annotation in patch %v, want %v (patch %v)", gotMark, tc.wantMark, patch)
+			}
+		})
+	}
+}
