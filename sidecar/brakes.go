@@ -32,9 +32,14 @@ type Brakes struct {
 	mu           sync.Mutex
 	lastDrift    [32]byte
 	seen         int
-	recent       []time.Time
+	recent       []*repairSlot
+	pending      map[string]*repairSlot
 	driftHolding bool
 }
+
+// repairSlot is one repair the rate limit let through: when it was allowed,
+// moved to when it ended once RepairDone says so.
+type repairSlot struct{ at time.Time }
 
 // BrakeResult says which actions may go ahead and why others wait.
 type BrakeResult struct {
@@ -55,6 +60,9 @@ const (
 func (b *Brakes) Apply(actions []Action, total int, now time.Time) BrakeResult {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	// Repairs of earlier cycles that never reported an end keep the time
+	// they were allowed.
+	clear(b.pending)
 	var res BrakeResult
 	var replaces []Action
 	for _, a := range actions {
@@ -74,7 +82,7 @@ func (b *Brakes) Apply(actions []Action, total int, now time.Time) BrakeResult {
 		return res
 	}
 	for _, a := range replaces {
-		if !b.takeRepairSlot(now) {
+		if !b.takeRepairSlot(a.Name, now) {
 			res.Held = append(res.Held, held(a, ReasonRateLimited,
 				fmt.Sprintf("deferred: at most %d repairs per minute (--max-repairs-per-minute)", b.MaxRepairsPerMinute)))
 			continue
@@ -140,23 +148,48 @@ func driftSignature(replaces []Action) [32]byte {
 	return out
 }
 
-// takeRepairSlot records a repair if fewer than MaxRepairsPerMinute happened
-// in the minute before now.
-func (b *Brakes) takeRepairSlot(now time.Time) bool {
+// takeRepairSlot records a repair of PV name if fewer than
+// MaxRepairsPerMinute repairs were allowed or ended in the minute before now.
+func (b *Brakes) takeRepairSlot(name string, now time.Time) bool {
 	if b.MaxRepairsPerMinute <= 0 {
 		return true
 	}
 	cutoff := now.Add(-time.Minute)
 	keep := b.recent[:0]
-	for _, t := range b.recent {
-		if t.After(cutoff) {
-			keep = append(keep, t)
+	for _, s := range b.recent {
+		if s.at.After(cutoff) {
+			keep = append(keep, s)
 		}
 	}
+	clear(b.recent[len(keep):]) // drop the pointers the pruned tail still holds
 	b.recent = keep
 	if len(b.recent) >= b.MaxRepairsPerMinute {
 		return false
 	}
-	b.recent = append(b.recent, now)
+	s := &repairSlot{at: now}
+	b.recent = append(b.recent, s)
+	if b.pending == nil {
+		b.pending = map[string]*repairSlot{}
+	}
+	b.pending[name] = s
 	return true
+}
+
+// RepairDone tells the rate limit that the repair of PV name, allowed by the
+// last Apply, ended at at. The repair then counts from that moment: the
+// bound holds for the writes themselves, in any sliding minute, however long
+// each repair took after its cycle allowed it (counting from the cycle alone
+// would let the last writes of one batch and the first of the next, a minute
+// later, share a minute).
+func (b *Brakes) RepairDone(name string, at time.Time) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	s, ok := b.pending[name]
+	if !ok {
+		return
+	}
+	delete(b.pending, name)
+	if at.After(s.at) {
+		s.at = at
+	}
 }

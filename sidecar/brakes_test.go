@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -115,5 +116,75 @@ func TestReconcilerBrakeWarnsOnHeldPVs(t *testing.T) {
 	}
 	if v := testutil.ToFloat64(r.metrics.BrakeHolding.WithLabelValues("drift")); v != 0 {
 		t.Fatalf("brake_holding = %v after release", v)
+	}
+}
+
+// The rate limit bounds the writes, not the decisions: a repair counts from
+// when it ended, so the slow tail of one batch and the next batch a minute
+// later never share a sliding minute beyond the bound.
+func TestRepairRateLimitCountsARepairFromWhenItEnded(t *testing.T) {
+	b := &Brakes{MaxRepairsPerMinute: 10}
+	start := time.Now()
+	first := b.Apply(replaceActions(30, "n1"), 1000, start)
+	if len(first.Allowed) != 10 {
+		t.Fatalf("allowed %d, want 10", len(first.Allowed))
+	}
+	for i, a := range first.Allowed {
+		// The writes end over the 5 seconds after the cycle allowed them.
+		b.RepairDone(a.Name, start.Add(time.Duration(i+1)*500*time.Millisecond))
+	}
+	if res := b.Apply(replaceActions(20, "n1"), 1000, start.Add(61*time.Second)); len(res.Allowed) != 2 {
+		t.Fatalf("61 s after the cycle, 1 s after the 2nd write: %d allowed, want 2 (writes that ended more than a minute ago)", len(res.Allowed))
+	}
+	if res := b.Apply(replaceActions(20, "n1"), 1000, start.Add(66*time.Second)); len(res.Allowed) != 8 {
+		t.Fatalf("66 s after the cycle: %d allowed, want the other 8", len(res.Allowed))
+	}
+	// A repair that never reports its end counts from when it was allowed,
+	// and an end reported for a PV the limit did not let through is ignored.
+	late := start.Add(10 * time.Minute)
+	b.Apply(replaceActions(10, "n2"), 1000, late)
+	b.RepairDone("no-such-pv", late.Add(30*time.Second))
+	b.Apply(nil, 1000, late.Add(time.Second))
+	b.RepairDone("pv-000", late.Add(50*time.Second)) // too late: a later cycle came in between
+	if res := b.Apply(replaceActions(10, "n3"), 1000, late.Add(61*time.Second)); len(res.Allowed) != 10 {
+		t.Fatalf("%d allowed a minute after repairs that never reported an end, want 10", len(res.Allowed))
+	}
+}
+
+// Through the reconciler: the repairs of a cycle report when they ended, so
+// a cycle a minute after slow repairs still waits for them to age out.
+func TestReconcilerRateLimitCountsFromTheEndOfEachRepair(t *testing.T) {
+	b := newExBed(t)
+	var pvs []*corev1.PersistentVolume
+	for i := 0; i < 3; i++ {
+		pvs = append(pvs, b.addVolume(fmt.Sprintf("vol-%d", i), 1, []string{"n2"}, []string{"n1"})...)
+	}
+	var mu sync.Mutex
+	now := time.Now()
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	// Every step of a replace (six of them) takes 7 s of the fake clock.
+	r, _ := b.reconciler(func(Step, string) error { mu.Lock(); now = now.Add(7 * time.Second); mu.Unlock(); return nil })
+	r.now = clock
+	r.opts.Brakes = &Brakes{MaxRepairsPerMinute: 2}
+	r.opts.Workers = 1
+	start := clock()
+	if err := r.Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.assertHealed(pvs[0], []string{"n2"})
+	b.assertHealed(pvs[1], []string{"n2"})
+	if got := b.affinityOf(pvs[2].Name); got != "[{linbit.com/hostname=n1}]" {
+		t.Fatalf("third PV repaired in the first cycle with a limit of 2 (%s)", got)
+	}
+	if elapsed := clock().Sub(start); elapsed <= time.Minute {
+		t.Fatalf("fake clock advanced only %v; the test needs repairs that end more than a minute after their cycle", elapsed)
+	}
+	// More than a minute after the first cycle allowed both repairs, but
+	// less than a minute after the second one ended.
+	if err := r.Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.affinityOf(pvs[2].Name); got != "[{linbit.com/hostname=n1}]" {
+		t.Fatalf("third PV repaired less than a minute after the second repair ended (%s)", got)
 	}
 }

@@ -344,7 +344,11 @@ func (r *Reconciler) execute(ctx context.Context, actions []Action) int {
 		wg.Add(1)
 		go func(a Action) {
 			defer func() { <-sem; wg.Done() }()
-			if err := r.act(ctx, a); err != nil {
+			err := r.act(ctx, a)
+			if a.Kind == KindReplace && r.opts.Brakes != nil {
+				r.opts.Brakes.RepairDone(a.Name, r.now())
+			}
+			if err != nil {
 				failed.Add(1)
 			}
 		}(a)
