@@ -56,7 +56,7 @@ type Options struct {
 	SidecarArgs []string
 	// SidecarEnv, when not nil, replaces the LINSTOR connection the sidecar
 	// is given in its environment (LS_CONTROLLERS=<simulator>), e.g. with
-	// only POD_NAMESPACE for a zero-configuration start (see zeroconfig.go).
+	// only POD_NAMESPACE for a zero-configuration start (CreateControllerPod).
 	SidecarEnv []string
 	// LinstorTLS serves the simulator over HTTPS requiring client
 	// certificates; LINSTOR CSI gets its CA and client certificate as PEM in

@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"net"
+	"slices"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/testbed"
+)
+
+// Standalone mode (#4.5), as the Helm chart runs it: no CSI socket at all
+// (--csi-address=""), the driver named by --driver-name, every topology
+// worked out from LINSTOR alone. The LINSTOR CSI driver is stopped before
+// the replicas move, so nothing the sidecar does can lean on it. It must
+// repair the drifted PVs of its driver, each to the topology LINSTOR's
+// node properties and the volume's policy give, and leave a PV of another
+// driver alone even though that PV names a volume that moved.
+func TestStandaloneModeRepairsFromLinstorAlone(t *testing.T) {
+	began := time.Now()
+	b := startBed(t, testbed.Options{SidecarArgs: []string{"--csi-address=", "--driver-name=" + testbed.DriverName}})
+	ctx := testContext(t, 5*time.Minute)
+	createStorageClasses(ctx, t, b)
+
+	provision := func(c testbed.Claim) *corev1.PersistentVolume {
+		t.Helper()
+		wctx, cancel := within(ctx)
+		defer cancel()
+		pvs, err := b.ProvisionVolumes(wctx, c)
+		must(t, err)
+		return pvs[c.Name]
+	}
+	strict := provision(testbed.Claim{Name: "sa-strict", StorageClass: "strict", Node: "n1"})
+	zone := provision(testbed.Claim{Name: "sa-zone", StorageClass: "zone", Node: "n2"})
+	hostZone := provision(testbed.Claim{Name: "sa-host-zone", StorageClass: "host-in-zone", Node: "n1"})
+	// Another driver's PV on the strict volume's resource definition, with
+	// the affinity that is about to go stale.
+	wctx, cancel := within(ctx)
+	other, err := b.CreateStaticVolume(wctx, testbed.StaticVolume{
+		PV: "sa-other-driver", Claim: "sa-other-driver", Driver: "other.csi.example.com",
+		Handle: strict.Spec.CSI.VolumeHandle, StorageClass: "strict", Affinity: testbed.AffinityOf(testbed.Hosts("n1")...),
+	})
+	cancel()
+	must(t, err)
+	step(t, began, "3 PVs provisioned, 1 PV of another driver")
+
+	wctx, cancel = within(ctx)
+	must(t, b.WaitCycles(wctx, 2))
+	cancel()
+	if n := repairs(ctx, t, b, nil); n != 0 {
+		t.Fatalf("standalone sidecar made %v repairs of PVs in sync", n)
+	}
+
+	// From here on there is no CSI driver to ask.
+	must(t, b.Driver.Process.Stop())
+	if conn, err := net.Dial("unix", b.Driver.SocketPath()); err == nil {
+		_ = conn.Close()
+		t.Fatalf("CSI socket %s still answers after the driver stopped", b.Driver.SocketPath())
+	}
+	step(t, began, "LINSTOR CSI stopped")
+	before := snapshotPVs(ctx, t, b, other.Name)
+
+	moveOff := func(pv *corev1.PersistentVolume, from string) {
+		t.Helper()
+		rd := pv.Spec.CSI.VolumeHandle
+		holders, err := b.Sim.DiskfulNodes(rd)
+		must(t, err)
+		for _, to := range []string{"n3", "n4", "n2", "n1"} {
+			if !slices.Contains(holders, to) {
+				must(t, b.Sim.MoveReplica(rd, from, to))
+				step(t, began, "replica of %s moved %s -> %s", rd, from, to)
+				return
+			}
+		}
+		t.Fatalf("no node to move %s to", rd)
+	}
+	moveOff(strict, "n1")
+	moveOff(zone, "n2")
+	moveOff(hostZone, "n1")
+
+	wctx, cancel = within(ctx)
+	defer cancel()
+	for _, c := range []struct {
+		pv    *corev1.PersistentVolume
+		class string
+	}{{strict, "strict"}, {zone, "zone"}, {hostZone, "host-in-zone"}} {
+		want := expected(t, b, c.pv.Spec.CSI.VolumeHandle, c.class)
+		if _, err := b.WaitPVAffinity(wctx, c.pv.Name, want...); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.WaitClaimBound(wctx, c.pv.Spec.ClaimRef.Name, c.pv.Name); err != nil {
+			t.Fatal(err)
+		}
+		step(t, began, "PV %s (%s) now %s", c.pv.Name, c.class, testbed.DescribeSegments(want))
+	}
+	must(t, b.WaitCycles(wctx, 2))
+	assertUntouched(ctx, t, b, before)
+	if acted := actedOn(t, b); slices.Contains(acted, other.Name) {
+		t.Errorf("sidecar acted on %s, a PV of another driver", other.Name)
+	}
+	if n := repairs(ctx, t, b, map[string]string{"action": "replace", "result": "success"}); n != 3 {
+		t.Errorf("repairs_total{action=replace,result=success} = %v, want 3", n)
+	}
+	if n := repairs(ctx, t, b, map[string]string{"result": "error"}); n != 0 {
+		t.Errorf("repairs_total{result=error} = %v, want 0", n)
+	}
+	if b.Sidecar.Exited() {
+		t.Errorf("sidecar exited: %v", b.Sidecar.ExitErr())
+	}
+	assertNoVolumeDeleted(t, b)
+}
