@@ -3,6 +3,7 @@ package e2e
 import (
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -11,16 +12,21 @@ import (
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/testbed"
 )
 
-// Standalone mode (#4.5), as the Helm chart runs it: no CSI socket at all
-// (--csi-address=""), the driver named by --driver-name, every topology
-// worked out from LINSTOR alone. The LINSTOR CSI driver is stopped before
+// Standalone mode (#4.5), exactly as the Helm chart runs it, following the
+// README ("Standalone with Helm"): the chart is rendered with helm
+// (linstor.endpoint and linstor.clientSecret given, as for GitOps), and the
+// sidecar runs with the Deployment's args and environment, the client
+// Secret it mounts, and a token of the chart's own service account with
+// the chart's RBAC. No CSI socket (--csi-address=""), the driver named by
+// --driver-name, every topology worked out from LINSTOR alone, which
+// requires client certificates. The LINSTOR CSI driver is stopped before
 // the replicas move, so nothing the sidecar does can lean on it. It must
 // repair the drifted PVs of its driver, each to the topology LINSTOR's
 // node properties and the volume's policy give, and leave a PV of another
 // driver alone even though that PV names a volume that moved.
-func TestStandaloneModeRepairsFromLinstorAlone(t *testing.T) {
+func TestStandaloneModeAsTheHelmChartRunsIt(t *testing.T) {
 	began := time.Now()
-	b := startBed(t, testbed.Options{SidecarArgs: []string{"--csi-address=", "--driver-name=" + testbed.DriverName}})
+	b := startBed(t, testbed.Options{LinstorTLS: true, NoSidecar: true})
 	ctx := testContext(t, 5*time.Minute)
 	createStorageClasses(ctx, t, b)
 
@@ -45,6 +51,25 @@ func TestStandaloneModeRepairsFromLinstorAlone(t *testing.T) {
 	cancel()
 	must(t, err)
 	step(t, began, "3 PVs provisioned, 1 PV of another driver")
+
+	_, err = b.CreateControllerTLSSecret(ctx)
+	must(t, err)
+	rel, err := b.RenderChart(ctx, "--set", "linstor.endpoint="+b.Sim.URL(), "--set", "linstor.clientSecret="+testbed.ControllerTLSSecret)
+	must(t, err)
+	c := rel.Container()
+	if !slices.Contains(c.Args, "--csi-address=") || !slices.Contains(c.Args, "--driver-name="+testbed.DriverName) {
+		t.Fatalf("chart container args %q: want standalone mode (--csi-address= and --driver-name=%s)", c.Args, testbed.DriverName)
+	}
+	for _, m := range c.VolumeMounts {
+		if m.Name == "socket-dir" || strings.HasPrefix(m.MountPath, "/csi") {
+			t.Errorf("standalone chart mounts %s at %s", m.Name, m.MountPath)
+		}
+	}
+	// Only the reconcile rate is the bed's, to keep the test short.
+	wctx, cancel = within(ctx)
+	must(t, b.StartChartSidecar(wctx, rel, "--reconcile-rate=2s"))
+	cancel()
+	step(t, began, "sidecar running as the chart's Deployment would (args %q)", c.Args)
 
 	wctx, cancel = within(ctx)
 	must(t, b.WaitCycles(wctx, 2))

@@ -241,6 +241,26 @@ func (b *Bed) StartSidecar(ctx context.Context) error {
 		return err
 	}
 	b.httpAddr = addr
+	spec, err := b.sidecarSpec(SidecarBinaryName, ControllerPodName, addr)
+	if err != nil {
+		return err
+	}
+	p, err := b.Cluster.StartProcess(ctx, spec)
+	if err != nil {
+		return fmt.Errorf("sidecar: %w", err)
+	}
+	b.Sidecar = p
+	if err := b.WaitSidecarReady(ctx); err != nil {
+		return err
+	}
+	b.opts.Logf("sidecar ready (metrics on http://%s/metrics)", addr)
+	return nil
+}
+
+// sidecarSpec is how the sidecar runs in the CSI controller pod podName:
+// the driver's socket, the controller's service account, its HTTP endpoint
+// on addr, its log named after name.
+func (b *Bed) sidecarSpec(name, podName, addr string) (cluster.ProcessSpec, error) {
 	args := []string{
 		"--csi-address=" + b.Driver.Endpoint(),
 		"--kubeconfig=" + b.sidecarKubeconfig,
@@ -252,32 +272,25 @@ func (b *Bed) StartSidecar(ctx context.Context) error {
 		"-v=2",
 	}
 	args = append(args, b.opts.SidecarArgs...)
+	// The bed scrapes this address, whatever the test's flags say.
+	args = append(args, "--http-endpoint="+addr)
 	tlsEnv, err := b.linstorClientEnv()
 	if err != nil {
-		return err
+		return cluster.ProcessSpec{}, err
 	}
 	env := append([]string{"LS_CONTROLLERS=" + b.Sim.URL()}, tlsEnv...)
 	if b.opts.SidecarEnv != nil {
 		env = b.opts.SidecarEnv
 	}
-	p, err := b.Cluster.StartProcess(ctx, cluster.ProcessSpec{
-		Name: SidecarBinaryName,
+	return cluster.ProcessSpec{
+		Name: name,
 		Path: b.opts.SidecarBinary,
 		Args: args,
 		// golinstor's environment, as the pod passes it; no in-cluster API
 		// server to find, whatever the environment of the test runner.
-		Env:       append([]string{"KUBERNETES_SERVICE_HOST=", "POD_NAME=" + ControllerPodName}, env...),
+		Env:       append([]string{"KUBERNETES_SERVICE_HOST=", "POD_NAME=" + podName}, env...),
 		StopGrace: 10 * time.Second,
-	})
-	if err != nil {
-		return fmt.Errorf("sidecar: %w", err)
-	}
-	b.Sidecar = p
-	if err := b.WaitSidecarReady(ctx); err != nil {
-		return err
-	}
-	b.opts.Logf("sidecar ready (metrics on http://%s/metrics)", addr)
-	return nil
+	}, nil
 }
 
 // RestartSidecar starts the sidecar again after Kill or Stop, with the same

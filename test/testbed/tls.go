@@ -45,21 +45,9 @@ type ControllerTLS struct {
 // carries nothing but the socket mount and the downward API. No kubelet runs
 // the pod; only its spec matters. It needs a LinstorTLS bed.
 func (b *Bed) CreateControllerPod(ctx context.Context) (ControllerTLS, error) {
-	ca := b.Sim.CACertPEM()
-	if ca == nil {
-		return ControllerTLS{}, fmt.Errorf("controller pod: the simulator serves no TLS (Options.LinstorTLS)")
-	}
-	cert, key, err := b.Sim.IssueClientCert("linstor-csi-controller")
+	material, err := b.CreateControllerTLSSecret(ctx)
 	if err != nil {
-		return ControllerTLS{}, fmt.Errorf("controller pod: %w", err)
-	}
-	secret := &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Name: ControllerTLSSecret, Namespace: ControllerNamespace},
-		Type:       corev1.SecretTypeTLS,
-		Data:       map[string][]byte{"ca.crt": ca, corev1.TLSCertKey: cert, corev1.TLSPrivateKeyKey: key},
-	}
-	if _, err := b.Kube.CoreV1().Secrets(ControllerNamespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
-		return ControllerTLS{}, fmt.Errorf("create secret %s: %w", ControllerTLSSecret, err)
+		return ControllerTLS{}, err
 	}
 	fromSecret := func(name, key string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
@@ -113,6 +101,30 @@ func (b *Bed) CreateControllerPod(ctx context.Context) (ControllerTLS, error) {
 	}
 	if _, err := b.Kube.CoreV1().Pods(ControllerNamespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 		return ControllerTLS{}, fmt.Errorf("create pod %s: %w", ControllerPodName, err)
+	}
+	return material, nil
+}
+
+// CreateControllerTLSSecret writes the Secret ControllerTLSSecret in
+// ControllerNamespace, as Piraeus Operator v2 (cert-manager) issues it: the
+// simulator's CA and a fresh client certificate it accepts. It needs a
+// LinstorTLS bed.
+func (b *Bed) CreateControllerTLSSecret(ctx context.Context) (ControllerTLS, error) {
+	ca := b.Sim.CACertPEM()
+	if ca == nil {
+		return ControllerTLS{}, fmt.Errorf("secret %s: the simulator serves no TLS (Options.LinstorTLS)", ControllerTLSSecret)
+	}
+	cert, key, err := b.Sim.IssueClientCert("linstor-csi-controller")
+	if err != nil {
+		return ControllerTLS{}, fmt.Errorf("secret %s: %w", ControllerTLSSecret, err)
+	}
+	secret := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Name: ControllerTLSSecret, Namespace: ControllerNamespace},
+		Type:       corev1.SecretTypeTLS,
+		Data:       map[string][]byte{"ca.crt": ca, corev1.TLSCertKey: cert, corev1.TLSPrivateKeyKey: key},
+	}
+	if _, err := b.Kube.CoreV1().Secrets(ControllerNamespace).Create(ctx, secret, metav1.CreateOptions{}); err != nil {
+		return ControllerTLS{}, fmt.Errorf("create secret %s: %w", ControllerTLSSecret, err)
 	}
 	return ControllerTLS{CA: ca, Cert: cert, Key: key}, nil
 }
