@@ -69,6 +69,9 @@ func startBed(t *testing.T, opts testbed.Options) *testbed.Bed {
 	opts.SidecarBinary = sidecarBinary
 	if dir := os.Getenv(logDirEnv); dir != "" {
 		opts.LogDir = filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_"))
+		// Logs are appended to: start from nothing, so a rerun's log
+		// assertions do not count the lines of the run before.
+		must(t, os.RemoveAll(opts.LogDir))
 	}
 	return testbed.StartT(t, opts)
 }

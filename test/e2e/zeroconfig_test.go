@@ -13,7 +13,8 @@ import (
 )
 
 // Zero configuration (#4.2): inside the CSI controller pod the sidecar is
-// given nothing but the socket, its pod's name and namespace. It reads its
+// given nothing but the socket, its pod's name and namespace: it runs as the
+// container of patches/linstorcluster-sidecar.yaml, as shipped. It reads its
 // Pod, finds the linstor-csi container, resolves LS_CONTROLLERS and the TLS
 // client certificate (secretKeyRefs on linstor-csi-controller-tls) and
 // --property-namespace, and reaches a LINSTOR that accepts only clients with
@@ -21,13 +22,7 @@ import (
 // what a secret holds, and then repairs a drifted PV over that connection.
 func TestZeroConfigReusesTheCSIContainersLinstorConnection(t *testing.T) {
 	began := time.Now()
-	b := startBed(t, testbed.Options{
-		LinstorTLS: true,
-		NoSidecar:  true,
-		// Only what the patch passes through the downward API; POD_NAME is
-		// always set by the bed. No LS_* at all.
-		SidecarEnv: []string{"POD_NAMESPACE=" + testbed.ControllerNamespace},
-	})
+	b := startBed(t, testbed.Options{LinstorTLS: true, NoSidecar: true})
 	ctx := testContext(t, 5*time.Minute)
 	createStorageClasses(ctx, t, b)
 	if !strings.HasPrefix(b.Sim.URL(), "https://") {
@@ -72,10 +67,12 @@ func TestZeroConfigReusesTheCSIContainersLinstorConnection(t *testing.T) {
 	pv := pvs["zc"]
 	rd := pv.Spec.CSI.VolumeHandle
 
+	// The container patches/linstorcluster-sidecar.yaml adds, run with its
+	// own args and environment (nothing else but the bed's HTTP address).
 	wctx, cancel = within(ctx)
-	must(t, b.StartSidecar(wctx))
+	must(t, b.StartControllerPodSidecar(wctx))
 	cancel()
-	step(t, began, "sidecar ready with no LS_* environment")
+	step(t, began, "sidecar ready with the patch's container: no LS_* environment")
 
 	taken, err := b.SidecarLog("LINSTOR setting taken from the CSI container")
 	must(t, err)

@@ -134,34 +134,74 @@ func (b *Bed) StartChartSidecar(ctx context.Context, rel *ChartRelease, override
 	if err != nil {
 		return err
 	}
-	c := rel.Container()
+	return b.startContainerSidecar(ctx, spec, rel.Container(), kubeconfig, overrides)
+}
+
+// StartControllerPodSidecar runs the sidecar as the container
+// linstor-affinity-sidecar of the Pod ControllerPodName (see
+// CreateControllerPod) would run: its args and environment, the emptyDir
+// socket-dir mapped to the LINSTOR CSI driver's socket directory, with the
+// CSI controller's service account.
+func (b *Bed) StartControllerPodSidecar(ctx context.Context, overrides ...string) error {
+	pod, err := b.Kube.CoreV1().Pods(ControllerNamespace).Get(ctx, ControllerPodName, metav1.GetOptions{})
+	if err != nil {
+		return fmt.Errorf("controller pod: %w", err)
+	}
+	for i := range pod.Spec.Containers {
+		if c := &pod.Spec.Containers[i]; c.Name == SidecarBinaryName {
+			return b.startContainerSidecar(ctx, pod.Spec, c, b.sidecarKubeconfig, overrides)
+		}
+	}
+	return fmt.Errorf("controller pod has no container %s", SidecarBinaryName)
+}
+
+// startContainerSidecar runs the sidecar with a container's args and
+// environment, as the kubelet would: Secret volumes written to files, the
+// emptyDir socket-dir being the driver's socket directory, the downward
+// API's POD_NAME and POD_NAMESPACE (ControllerPodName, ControllerNamespace).
+func (b *Bed) startContainerSidecar(ctx context.Context, spec corev1.PodSpec, c *corev1.Container, kubeconfig string, overrides []string) error {
+	if len(c.Command) > 0 {
+		return fmt.Errorf("container %s sets command %q; the bed runs the binary with the args only", c.Name, c.Command)
+	}
 	mounts, err := b.materializeSecretMounts(ctx, spec, c)
 	if err != nil {
 		return err
 	}
+	for _, m := range c.VolumeMounts {
+		if m.Name == "socket-dir" {
+			mounts[strings.TrimSuffix(m.MountPath, "/")] = filepath.Dir(b.Driver.SocketPath())
+		}
+	}
+	mapPath := func(v string) string {
+		for mountPath, dir := range mounts {
+			if v == mountPath || strings.HasPrefix(v, mountPath+"/") {
+				return dir + strings.TrimPrefix(v, mountPath)
+			}
+		}
+		return v
+	}
 	env := []string{"POD_NAMESPACE=" + ControllerNamespace}
 	for _, e := range c.Env {
 		switch {
-		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.Name == "POD_NAME":
-			// set by StartSidecar
-		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.Name == "POD_NAMESPACE":
+		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.name" && e.Name == "POD_NAME":
+			// StartSidecar sets POD_NAME=ControllerPodName.
+		case e.ValueFrom != nil && e.ValueFrom.FieldRef != nil && e.ValueFrom.FieldRef.FieldPath == "metadata.namespace":
+			env = append(env, e.Name+"="+ControllerNamespace)
 		case e.ValueFrom != nil:
-			return fmt.Errorf("chart env %s: only plain values and the downward API are supported here", e.Name)
+			return fmt.Errorf("container %s env %s: only plain values and the pod's name and namespace are supported here", c.Name, e.Name)
 		default:
-			v := e.Value
-			for mountPath, dir := range mounts {
-				if strings.HasPrefix(v, mountPath+"/") {
-					v = dir + strings.TrimPrefix(v, mountPath)
-				}
-			}
-			env = append(env, e.Name+"="+v)
+			env = append(env, e.Name+"="+mapPath(e.Value))
 		}
 	}
-	b.sidecarKubeconfig = kubeconfig
-	if len(c.Command) > 0 {
-		return fmt.Errorf("chart container sets command %q; the bed runs the binary with the args only", c.Command)
+	args := make([]string, 0, len(c.Args)+len(overrides))
+	for _, a := range c.Args {
+		if name, val, ok := strings.Cut(a, "="); ok && strings.HasPrefix(val, "/") {
+			a = name + "=" + mapPath(val)
+		}
+		args = append(args, a)
 	}
-	b.opts.SidecarArgs = append(append([]string(nil), c.Args...), overrides...)
+	b.sidecarKubeconfig = kubeconfig
+	b.opts.SidecarArgs = append(args, overrides...)
 	b.opts.SidecarEnv = env
 	return b.StartSidecar(ctx)
 }

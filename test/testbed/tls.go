@@ -3,9 +3,14 @@ package testbed
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/cluster"
 )
 
 // ControllerPodName is the CSI controller pod the sidecar believes it runs
@@ -41,10 +46,14 @@ type ControllerTLS struct {
 // simulator's CA) and a Pod object ControllerPodName in ControllerNamespace
 // whose linstor-csi container reaches LINSTOR at the simulator: LS_CONTROLLERS
 // set directly, LS_ROOT_CA, LS_USER_CERTIFICATE and LS_USER_KEY as
-// secretKeyRefs, --property-namespace in its args. The sidecar container
-// carries nothing but the socket mount and the downward API. No kubelet runs
-// the pod; only its spec matters. It needs a LinstorTLS bed.
+// secretKeyRefs, --property-namespace in its args. The sidecar container is
+// the one patches/linstorcluster-sidecar.yaml adds, as shipped. No kubelet
+// runs the pod; only its spec matters. It needs a LinstorTLS bed.
 func (b *Bed) CreateControllerPod(ctx context.Context) (ControllerTLS, error) {
+	sidecar, err := PatchSidecarContainer()
+	if err != nil {
+		return ControllerTLS{}, err
+	}
 	material, err := b.CreateControllerTLSSecret(ctx)
 	if err != nil {
 		return ControllerTLS{}, err
@@ -55,9 +64,6 @@ func (b *Bed) CreateControllerPod(ctx context.Context) (ControllerTLS, error) {
 		}}}
 	}
 	socket := corev1.VolumeMount{Name: "socket-dir", MountPath: "/csi"}
-	fromField := func(name, path string) corev1.EnvVar {
-		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: path}}}
-	}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: ControllerPodName, Namespace: ControllerNamespace, Labels: map[string]string{
 			"app.kubernetes.io/component": "linstor-csi-controller",
@@ -85,16 +91,7 @@ func (b *Bed) CreateControllerPod(ctx context.Context) (ControllerTLS, error) {
 					Args:         []string{"--csi-address=/csi/csi.sock", "--feature-gates=Topology=true", "--leader-election=true"},
 					VolumeMounts: []corev1.VolumeMount{socket},
 				},
-				{
-					Name:  SidecarBinaryName,
-					Image: "quay.io/piraeusdatastore/linstor-affinity-sidecar:v0.1.0",
-					Args:  []string{"--csi-address=/csi/csi.sock", "-v=2"},
-					Env: []corev1.EnvVar{
-						fromField("POD_NAME", "metadata.name"),
-						fromField("POD_NAMESPACE", "metadata.namespace"),
-					},
-					VolumeMounts: []corev1.VolumeMount{socket},
-				},
+				*sidecar,
 			},
 			Volumes: []corev1.Volume{{Name: "socket-dir", VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}}}},
 		},
@@ -127,4 +124,34 @@ func (b *Bed) CreateControllerTLSSecret(ctx context.Context) (ControllerTLS, err
 		return ControllerTLS{}, fmt.Errorf("create secret %s: %w", ControllerTLSSecret, err)
 	}
 	return ControllerTLS{CA: ca, Cert: cert, Key: key}, nil
+}
+
+// PatchSidecarContainer is the container patches/linstorcluster-sidecar.yaml
+// adds to the CSI controller pod, read from the file users apply.
+func PatchSidecarContainer() (*corev1.Container, error) {
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	path := filepath.Join(root, "patches", "linstorcluster-sidecar.yaml")
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var patch struct {
+		Spec struct {
+			CSIController struct {
+				PodTemplate corev1.PodTemplateSpec `json:"podTemplate"`
+			} `json:"csiController"`
+		} `json:"spec"`
+	}
+	if err := yaml.UnmarshalStrict(data, &patch); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	for _, c := range patch.Spec.CSIController.PodTemplate.Spec.Containers {
+		if c.Name == SidecarBinaryName {
+			return &c, nil
+		}
+	}
+	return nil, fmt.Errorf("%s adds no container %s", path, SidecarBinaryName)
 }
