@@ -109,6 +109,20 @@ func TestCheckReportsDriftAndChangesNothing(t *testing.T) {
 		}
 	}
 
+	// From a laptop without the socket, as the README says: --csi-address=
+	// with --driver-name. Same verdict, no driver's view.
+	res, err = b.RunSidecarCommand(ctx, nil, "check", "-o", "json", "--csi-address=", "--driver-name="+testbed.DriverName, "--new-pv-grace-period=0")
+	must(t, err)
+	rep = checkReport{}
+	if res.ExitCode != 2 || json.Unmarshal([]byte(res.Stdout), &rep) != nil || rep.Summary.Drifted != 1 {
+		t.Errorf("check --csi-address= --driver-name=%s exited %d, want 2 with one drifted PV\n%s%s", testbed.DriverName, res.ExitCode, res.Stdout, res.Stderr)
+	}
+	for _, row := range rep.PVs {
+		if row.Driver != "" || len(row.Capacity) != 0 {
+			t.Errorf("check without a CSI socket reports a driver's view of %s: %q %+v", row.PV, row.Driver, row.Capacity)
+		}
+	}
+
 	res = check(nil)
 	if res.ExitCode != 2 {
 		t.Fatalf("check (table) exited %d, want 2\n%s%s", res.ExitCode, res.Stdout, res.Stderr)

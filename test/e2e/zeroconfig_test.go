@@ -112,6 +112,19 @@ func TestZeroConfigReusesTheCSIContainersLinstorConnection(t *testing.T) {
 		t.Errorf("repairs_total{action=replace,result=success} = %v, want 1", n)
 	}
 
+	// check, as run inside the pod (kubectl exec ... -- /linstor-affinity-sidecar
+	// check): the same zero-config discovery, with the container's own
+	// environment only.
+	res, err := b.RunSidecarCommand(ctx, []string{"POD_NAME=" + testbed.ControllerPodName, "POD_NAMESPACE=" + testbed.ControllerNamespace},
+		"check", "-o", "json", "--csi-address="+b.Driver.SocketPath(), "--new-pv-grace-period=0", "--timeout=20s")
+	must(t, err)
+	if res.ExitCode != 0 || !strings.Contains(res.Stdout, `"inSync": 1`) {
+		t.Errorf("check inside the pod exited %d, want 0 with the repaired PV in sync\nstdout:\n%s\nstderr:\n%s", res.ExitCode, res.Stdout, res.Stderr)
+	}
+	if !strings.Contains(res.Stderr, "LINSTOR setting taken from the CSI container") || strings.Contains(res.Stderr+res.Stdout, "-----BEGIN") {
+		t.Errorf("check inside the pod did not say where its LINSTOR settings came from, or showed PEM:\n%s", res.Stderr)
+	}
+
 	// No secret in the log: no PEM armour, and no piece of any of the
 	// three PEM bodies (the key above all).
 	raw, err := os.ReadFile(b.SidecarLogPath())
