@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"context"
 	"net"
 	"slices"
 	"strings"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/testbed"
 )
@@ -54,6 +56,7 @@ func TestStandaloneModeAsTheHelmChartRunsIt(t *testing.T) {
 
 	_, err = b.CreateControllerTLSSecret(ctx)
 	must(t, err)
+	chartFindsLinstor(ctx, t, b)
 	rel, err := b.RenderChart(ctx, "--set", "linstor.endpoint="+b.Sim.URL(), "--set", "linstor.clientSecret="+testbed.ControllerTLSSecret)
 	must(t, err)
 	c := rel.Container()
@@ -135,4 +138,46 @@ func TestStandaloneModeAsTheHelmChartRunsIt(t *testing.T) {
 		t.Errorf("sidecar exited: %v", b.Sidecar.ExitErr())
 	}
 	assertNoVolumeDeleted(t, b)
+}
+
+// chartFindsLinstor follows the README's `helm install ... -n
+// piraeus-datastore` with no values, rendering with lookups against the
+// bed's API server (--dry-run=server): without the Service
+// linstor-controller of Piraeus Operator the chart refuses, with it (and the
+// CSI controller's client Secret present) it finds the HTTPS endpoint and
+// the Secret by itself.
+func chartFindsLinstor(ctx context.Context, t *testing.T, b *testbed.Bed) {
+	t.Helper()
+	online := []string{"--dry-run=server", "--kubeconfig=" + b.Cluster.Kubeconfig()}
+	_, err := b.RenderChart(ctx, online...)
+	if err == nil || !strings.Contains(err.Error(), "no Service linstor-controller") {
+		t.Errorf("chart without linstor.endpoint and without Service linstor-controller: %v, want a refusal naming the Service", err)
+	}
+	svc := &corev1.Service{
+		ObjectMeta: metav1.ObjectMeta{Name: "linstor-controller", Namespace: testbed.ControllerNamespace},
+		Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{
+			{Name: "api", Port: 3370}, {Name: "secure-api", Port: 3371},
+		}},
+	}
+	_, err = b.Kube.CoreV1().Services(testbed.ControllerNamespace).Create(ctx, svc, metav1.CreateOptions{})
+	must(t, err)
+	rel, err := b.RenderChart(ctx, online...)
+	must(t, err)
+	c := rel.Container()
+	env := map[string]string{}
+	for _, e := range c.Env {
+		env[e.Name] = e.Value
+	}
+	if want := "https://linstor-controller." + testbed.ControllerNamespace + ".svc:3371"; env["LS_CONTROLLERS"] != want {
+		t.Errorf("chart found LS_CONTROLLERS=%q, want %s", env["LS_CONTROLLERS"], want)
+	}
+	secret := ""
+	for _, v := range rel.Deployment.Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			secret = v.Secret.SecretName
+		}
+	}
+	if secret != testbed.ControllerTLSSecret || env["LS_USER_KEY_FILE"] == "" {
+		t.Errorf("chart mounts secret %q (LS_USER_KEY_FILE %q), want %s found by itself", secret, env["LS_USER_KEY_FILE"], testbed.ControllerTLSSecret)
+	}
 }
