@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/cluster"
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/testbed"
 )
 
@@ -28,6 +30,10 @@ import (
 // driver alone even though that PV names a volume that moved.
 func TestStandaloneModeAsTheHelmChartRunsIt(t *testing.T) {
 	began := time.Now()
+	skipShort(t)
+	if missing, err := cluster.MissingBinaries("", "helm"); err != nil || len(missing) > 0 {
+		cluster.SkipOrFatal(t, fmt.Errorf("rendering the chart needs %v (make tools-deploy): %w %v", missing, cluster.ErrMissingBinary, err))
+	}
 	b := startBed(t, testbed.Options{LinstorTLS: true, NoSidecar: true})
 	ctx := testContext(t, 5*time.Minute)
 	createStorageClasses(ctx, t, b)
