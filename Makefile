@@ -22,7 +22,7 @@ IMAGE ?= linstor-affinity-sidecar:$(VERSION)
 E2E_FLAGS ?= -count=1 -timeout=40m -p=1
 UNIT_FLAGS ?= -race -count=1 -short -timeout=15m
 
-.PHONY: all build tools tools-e2e tools-deploy lint test unit e2e demo bench image clean
+.PHONY: all build tools tools-e2e tools-deploy tools-bench lint test unit e2e demo bench bench-go image clean
 
 all: build
 
@@ -56,8 +56,20 @@ test: lint unit e2e
 demo: tools-e2e build
 	$(GO) run ./test/demo
 
-bench:
+# The pure decision's Go benchmark, then the test-bed benchmark (N = 1,000 and
+# 10,000 PVs; about 15 minutes on 2 cores), which rewrites bench/REPORT.md,
+# bench/results.json and bench/convergence.png. BENCH_FLAGS are passed to it
+# (go run ./test/bench -h).
+BENCH_FLAGS ?=
+bench: tools-bench
 	$(GO) test -run=^$$ -bench=. -benchmem ./sidecar/
+	$(GO) run ./test/bench $(BENCH_FLAGS)
+
+bench-go:
+	$(GO) test -run=^$$ -bench=. -benchmem ./sidecar/
+
+tools-bench:
+	hack/build-tools.sh etcd kube
 
 # The image cannot be built on machines without a container engine; the
 # Dockerfile runs the same go build as `make build`.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -60,6 +61,13 @@ type Options struct {
 	ExpectationTimeout time.Duration
 	// Brakes hold back repairs in suspicious or overwhelming cycles; nil: none.
 	Brakes *Brakes
+	// SkipUnchanged lets a cycle skip deciding when nothing it decides on can
+	// have changed: LINSTOR answered with the same bytes (View.Unchanged), no
+	// PV or StorageClass changed (NoteInputChange was not called), and the
+	// last decision found nothing to do and nothing that depends on the clock
+	// (no PV in its grace period, no write awaiting the cache). The caller must
+	// then call NoteInputChange on every PV and StorageClass event.
+	SkipUnchanged bool
 }
 
 // Reconciler decides about every PV of its driver each cycle and carries out
@@ -81,6 +89,16 @@ type Reconciler struct {
 	warned       map[string]string
 	notReady     string
 	lastFetch    atomic.Int64
+
+	// inputGen counts PV and StorageClass changes (NoteInputChange);
+	// quietGen is its value when the last full decision found nothing to do
+	// (-1: that decision did find something, or none was made yet).
+	inputGen atomic.Int64
+	quietGen int64
+	// firstDone is set once a cycle completed (logged once, for startup).
+	firstDone atomic.Bool
+	// decoded is set by a cycle that decided on newly decoded LINSTOR data.
+	decoded atomic.Bool
 }
 
 // expectation records a write the informer cache has not shown yet.
@@ -101,7 +119,32 @@ func NewReconciler(opts Options, pvs corelisters.PersistentVolumeLister, scs sto
 	}
 	return &Reconciler{
 		opts: opts, pvs: pvs, scs: scs, linstor: linstor, driver: driver, exec: exec, recorder: recorder, metrics: metrics,
-		now: time.Now, expectations: map[string]expectation{}, warned: map[string]string{},
+		now: time.Now, expectations: map[string]expectation{}, warned: map[string]string{}, quietGen: -1,
+	}
+}
+
+// NoteInputChange tells the loop that a PV or StorageClass changed, so the
+// next cycle decides afresh even if LINSTOR did not change (SkipUnchanged).
+func (r *Reconciler) NoteInputChange() { r.inputGen.Add(1) }
+
+// unchangedSinceQuiet reports whether the last full decision found nothing to
+// do and nothing it decided on changed since: it would find the same now.
+func (r *Reconciler) unchangedSinceQuiet(view *View) bool {
+	if !r.opts.SkipUnchanged || !view.Unchanged {
+		return false
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.quietGen >= 0 && r.quietGen == r.inputGen.Load() && len(r.expectations) == 0
+}
+
+func (r *Reconciler) noteQuiet(gen int64, quiet bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if quiet && len(r.expectations) == 0 {
+		r.quietGen = gen
+	} else {
+		r.quietGen = -1
 	}
 }
 
@@ -109,9 +152,19 @@ func NewReconciler(opts Options, pvs corelisters.PersistentVolumeLister, scs sto
 func (r *Reconciler) Run(ctx context.Context, period time.Duration, wake <-chan struct{}) {
 	ticker := time.NewTicker(period)
 	defer ticker.Stop()
+	var released time.Time
 	for {
 		if err := r.Cycle(ctx); err != nil && ctx.Err() == nil {
 			klog.ErrorS(err, "Reconcile cycle failed; retrying next cycle")
+		}
+		// A cycle that decoded LINSTOR's answers (or the first, which also
+		// filled the informer caches) leaves tens of MB of garbage at tens of
+		// thousands of volumes; the Go runtime would keep that memory for
+		// minutes. Give it back, at most once a minute, so the sidecar is
+		// small again while nothing changes.
+		if r.decoded.Swap(false) && time.Since(released) >= time.Minute {
+			debug.FreeOSMemory()
+			released = time.Now()
 		}
 		select {
 		case <-ctx.Done():
@@ -155,11 +208,24 @@ func (r *Reconciler) Cycle(ctx context.Context) error {
 		return err
 	}
 	r.lastFetch.Store(view.FetchedAt.UnixNano())
-	actions, total, err := r.plan(view)
+	if !view.Unchanged {
+		r.decoded.Store(true)
+	}
+	if r.unchangedSinceQuiet(view) {
+		klog.V(5).InfoS("LINSTOR, PVs and StorageClasses unchanged; the last decision stands")
+		r.metrics.ReconcileDuration.Observe(r.now().Sub(start).Seconds())
+		r.finishCycle(start)
+		return nil
+	}
+	// Read before the PVs are listed: a change while deciding makes the
+	// next cycle decide again.
+	gen := r.inputGen.Load()
+	actions, total, quiet, err := r.plan(view)
 	if err != nil {
 		r.metrics.Reconciles.WithLabelValues("error").Inc()
 		return err
 	}
+	r.noteQuiet(gen, quiet && len(actions) == 0)
 	actions = r.brake(actions, total)
 	failed := r.execute(ctx, actions)
 	r.metrics.ReconcileDuration.Observe(r.now().Sub(start).Seconds())
@@ -167,9 +233,17 @@ func (r *Reconciler) Cycle(ctx context.Context) error {
 		r.metrics.Reconciles.WithLabelValues("error").Inc()
 		return fmt.Errorf("%d of %d repairs failed", failed, len(actions))
 	}
+	r.finishCycle(start)
+	return nil
+}
+
+// finishCycle records a cycle that completed without error.
+func (r *Reconciler) finishCycle(start time.Time) {
+	if r.firstDone.CompareAndSwap(false, true) {
+		klog.InfoS("First reconcile complete", "duration", r.now().Sub(start).Round(time.Millisecond))
+	}
 	r.metrics.Reconciles.WithLabelValues("success").Inc()
 	r.metrics.LastSuccess.Set(float64(r.now().Unix()))
-	return nil
 }
 
 func (r *Reconciler) noteNotReady(err error) {
@@ -194,15 +268,16 @@ func (r *Reconciler) noteNotReady(err error) {
 // view, updates the pvs metric, logs skips worth a look, and returns the
 // actions that change something, in name order.
 func (r *Reconciler) Decide(view *View) ([]Action, error) {
-	actions, _, err := r.plan(view)
+	actions, _, _, err := r.plan(view)
 	return actions, err
 }
 
-// plan is Decide that also returns how many PVs the driver has.
-func (r *Reconciler) plan(view *View) ([]Action, int, error) {
+// plan is Decide that also returns how many PVs the driver has, and whether
+// no decision depended on the clock or the informer catching up (quiet).
+func (r *Reconciler) plan(view *View) ([]Action, int, bool, error) {
 	pvs, err := r.pvs.List(labels.Everything())
 	if err != nil {
-		return nil, 0, fmt.Errorf("list PVs from cache: %w", err)
+		return nil, 0, false, fmt.Errorf("list PVs from cache: %w", err)
 	}
 	now := r.now()
 	decisions, total := DecideAll(pvs, func(pv *corev1.PersistentVolume) *storagev1.StorageClass {
@@ -210,9 +285,13 @@ func (r *Reconciler) plan(view *View) ([]Action, int, error) {
 	}, view, r.opts.Config, now)
 	counts := map[[2]string]float64{}
 	var actions []Action
+	quiet := true
 	for _, a := range decisions {
 		if a.Kind != KindNone && r.cacheStale(a.Name, a.PV, now) {
 			a = Action{Kind: KindNone, Reason: ReasonAwaitingCache, Message: "waiting for the informer to show the last write", PV: a.PV, Name: a.Name}
+		}
+		if a.Reason == ReasonAwaitingCache || a.Reason == ReasonGracePeriod {
+			quiet = false
 		}
 		counts[[2]string{pvStatus(a), string(a.Reason)}]++
 		r.noteWarning(a)
@@ -224,7 +303,7 @@ func (r *Reconciler) plan(view *View) ([]Action, int, error) {
 	for k, n := range counts {
 		r.metrics.PVs.WithLabelValues(k[0], k[1]).Set(n)
 	}
-	return actions, total, nil
+	return actions, total, quiet, nil
 }
 
 // DecideAll decides about every PV of the driver and every saved state in the

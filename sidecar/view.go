@@ -16,6 +16,9 @@ type View struct {
 	RDs map[string]*RDView
 	// FetchedAt is when the read began; decisions never use older data.
 	FetchedAt time.Time
+	// Unchanged is set when every LINSTOR answer of this read had exactly the
+	// bytes of the previous read's (same sums), so the view equals that one.
+	Unchanged bool
 }
 
 // RDView is a resource definition as decisions see it.

@@ -41,6 +41,7 @@ type config struct {
 	maxRepairsPerMin  int
 	kubeAPIQPS        float64
 	kubeAPIBurst      int
+	enablePprof       bool
 }
 
 // version is stamped at build time with -ldflags "-X main.version=...".
@@ -66,7 +67,7 @@ func newFlagSet(name string, c *config) *flag.FlagSet {
 	fs.DurationVar(&c.leaseDuration, "leader-election-lease-duration", 15*time.Second, "Duration non-leaders wait before trying to take the lease.")
 	fs.DurationVar(&c.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "Duration the leader retries renewing before giving up.")
 	fs.DurationVar(&c.retryPeriod, "leader-election-retry-period", 5*time.Second, "Duration between leader election attempts.")
-	fs.DurationVar(&c.reconcileRate, "reconcile-rate", 15*time.Second, "How often LINSTOR is read and every PV checked, besides PV changes.")
+	fs.DurationVar(&c.reconcileRate, "reconcile-rate", 3*time.Second, "How often LINSTOR is read and every PV checked, besides PV changes.")
 	fs.DurationVar(&c.resyncRate, "resync-rate", 5*time.Minute, "How often the informers resync their caches.")
 	fs.IntVar(&c.workers, "workers", 10, "Repairs carried out at the same time.")
 	fs.StringVar(&c.propertyNamespace, "property-namespace", "", "LINSTOR property namespace holding node topology. Empty: Aux/topology if any node has Aux/topology/kubernetes.io/hostname, else Aux.")
@@ -77,8 +78,9 @@ func newFlagSet(name string, c *config) *flag.FlagSet {
 	fs.IntVar(&c.driftConfirms, "drift-confirmations", 3, "Drift brake: consecutive cycles that must see the same drift before it is repaired.")
 	fs.BoolVar(&c.force, "force", false, "Release the drift brake: repair whatever drift LINSTOR reports, however large.")
 	fs.IntVar(&c.maxRepairsPerMin, "max-repairs-per-minute", 60, "At most this many PV rewrites in any minute; the rest wait for later cycles. 0: no limit.")
-	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 20, "Queries per second to the Kubernetes API server.")
-	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 40, "Burst of queries to the Kubernetes API server.")
+	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 300, "Queries per second to the Kubernetes API server. Only bursts of repairs come near it (a repair is 1 to 7 requests); --max-repairs-per-minute is the brake meant to protect the API server.")
+	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 600, "Burst of queries to the Kubernetes API server.")
+	fs.BoolVar(&c.enablePprof, "enable-pprof", false, "Serve Go's profiler at /debug/pprof/ on --http-endpoint.")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n       %s check [-o table|json] [flags]\n       %s migrate-properties [flags]\n\n", name, name, name)
 		fmt.Fprintf(fs.Output(), "Keeps the node affinity of LINSTOR CSI PersistentVolumes in sync with where LINSTOR keeps their data.\n")

@@ -7,9 +7,11 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -17,6 +19,7 @@ import (
 	"github.com/kubernetes-csi/csi-lib-utils/leaderelection"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -56,11 +59,15 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 	klog.InfoS("Starting", "component", component, "version", version)
+	tuneGC()
 
 	restConfig, err := kubeConfig(c)
 	if err != nil {
 		fail("kubernetes configuration: %v", err)
 	}
+	// Before the first request, so the client metrics count every one.
+	metrics := sidecar.NewMetrics()
+	sidecar.RegisterKubeClientMetrics(metrics.Registry)
 	kube := kubernetes.NewForConfigOrDie(restConfig)
 	if c.csiAddress != "" {
 		adoptCSIContainerSettings(ctx, kube, &c, setFlags(fs))
@@ -83,28 +90,25 @@ func main() {
 		}
 	}
 
-	lc, err := lapi.NewClient(lapi.Log(linstorLogger{}))
+	lc, bulk, err := sidecar.NewLinstorClient(lapi.Log(linstorLogger{}))
 	if err != nil {
 		fail("LINSTOR client from LS_* environment: %v", err)
 	}
-	linstor := sidecar.NewLinstor(lc, c.propertyNamespace)
+	// Unchanged LINSTOR answers are trusted without decoding for at most one
+	// resync period, like the informers' caches.
+	linstor := sidecar.NewBulkLinstor(lc, bulk, c.propertyNamespace, c.resyncRate)
 
-	factory := informers.NewSharedInformerFactory(kube, c.resyncRate)
+	// managedFields are a third of a PV in memory and nothing here reads them.
+	factory := informers.NewSharedInformerFactoryWithOptions(kube, c.resyncRate, informers.WithTransform(stripManagedFields))
 	pvInformer := factory.Core().V1().PersistentVolumes()
 	scInformer := factory.Storage().V1().StorageClasses()
 	wake := make(chan struct{}, 1)
-	_, err = pvInformer.Informer().AddEventHandler(wakeOnPV(driverName, wake))
-	if err != nil {
-		fail("PV informer: %v", err)
-	}
-	_ = scInformer.Informer()
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component})
 
-	metrics := sidecar.NewMetrics()
 	method, _ := sidecar.ParseRepairMethod(c.repairMethod) // validated above
 	exec := &sidecar.Executor{Kube: kube, State: linstor, DriverName: driverName, Timeout: c.timeout, Method: method}
 	rec := sidecar.NewReconciler(sidecar.Options{
@@ -114,7 +118,14 @@ func main() {
 			MaxDriftFraction: c.maxDriftFraction, MinDrifted: 5, DriftConfirmations: c.driftConfirms,
 			Force: c.force, MaxRepairsPerMinute: c.maxRepairsPerMin,
 		},
+		SkipUnchanged: true,
 	}, pvInformer.Lister(), scInformer.Lister(), linstor, driver, exec, recorder, metrics)
+	if _, err := pvInformer.Informer().AddEventHandler(wakeOnPV(driverName, wake, rec.NoteInputChange)); err != nil {
+		fail("PV informer: %v", err)
+	}
+	if _, err := scInformer.Informer().AddEventHandler(wakeOnAny(wake, rec.NoteInputChange)); err != nil {
+		fail("StorageClass informer: %v", err)
+	}
 
 	factory.Start(ctx.Done())
 	synced := func() bool {
@@ -201,8 +212,29 @@ func connectDriver(ctx context.Context, c config) (*csiprobe.Client, csiprobe.In
 	}
 }
 
-// wakeOnPV wakes the loop when a PV of the driver appears or changes.
-func wakeOnPV(driverName string, wake chan<- struct{}) cache.ResourceEventHandler {
+// stripManagedFields drops metadata.managedFields from cached objects.
+func stripManagedFields(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
+}
+
+// defaultGCPercent trades a little CPU in the cycles that decode LINSTOR's
+// answers for a smaller heap: the informer cache is most of what is live, and
+// with Go's default of 100 the heap may grow to twice that before a
+// collection. The GOGC environment variable still wins.
+const defaultGCPercent = 50
+
+func tuneGC() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
+	}
+}
+
+// wakeOnPV wakes the loop when a PV of the driver appears or changes, and
+// tells it (changed) that its last decision no longer stands.
+func wakeOnPV(driverName string, wake chan<- struct{}, changed func()) cache.ResourceEventHandler {
 	poke := func(obj any) {
 		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = tomb.Obj
@@ -211,6 +243,23 @@ func wakeOnPV(driverName string, wake chan<- struct{}) cache.ResourceEventHandle
 		if !ok || pv.Spec.CSI == nil || pv.Spec.CSI.Driver != driverName {
 			return
 		}
+		changed()
+		select {
+		case wake <- struct{}{}:
+		default:
+		}
+	}
+	return cache.ResourceEventHandlerFuncs{
+		AddFunc:    poke,
+		UpdateFunc: func(_, obj any) { poke(obj) },
+		DeleteFunc: poke,
+	}
+}
+
+// wakeOnAny is wakeOnPV for StorageClasses: any change may change a policy.
+func wakeOnAny(wake chan<- struct{}, changed func()) cache.ResourceEventHandler {
+	poke := func(any) {
+		changed()
 		select {
 		case wake <- struct{}{}:
 		default:
@@ -243,6 +292,13 @@ func serveHealth(mux *http.ServeMux, c config, metrics *sidecar.Metrics, driver 
 		_, _ = w.Write([]byte("ok\n"))
 	})
 	mux.Handle(c.metricsPath, promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	if c.enablePprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 }
 
 func serveHTTP(ctx context.Context, addr string, mux *http.ServeMux) {

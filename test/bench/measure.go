@@ -1,0 +1,475 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/watch"
+)
+
+// scrape reads the sidecar's metrics.
+func scrape(ctx context.Context, url string) (map[string]*dto.MetricFamily, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url+"/metrics", nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close() //nolint:errcheck // read-only
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	return p.TextToMetricFamilies(resp.Body)
+}
+
+// sum adds the samples of a counter or gauge whose labels match (a label
+// value starting with "!" means "not this value").
+func sum(fams map[string]*dto.MetricFamily, name string, match map[string]string) float64 {
+	f := fams[name]
+	if f == nil {
+		// Histograms are one family under the base name.
+		if base, ok := strings.CutSuffix(name, "_count"); ok {
+			f = fams[base]
+		} else if base, ok := strings.CutSuffix(name, "_sum"); ok {
+			f = fams[base]
+		}
+	}
+	if f == nil {
+		return 0
+	}
+	var total float64
+	for _, m := range f.Metric {
+		ok := true
+		for k, want := range match {
+			got := ""
+			for _, l := range m.Label {
+				if l.GetName() == k {
+					got = l.GetValue()
+				}
+			}
+			if neg, isNeg := strings.CutPrefix(want, "!"); isNeg {
+				ok = ok && got != neg
+			} else {
+				ok = ok && got == want
+			}
+		}
+		if !ok {
+			continue
+		}
+		switch {
+		case m.Histogram != nil && strings.HasSuffix(name, "_count"):
+			total += float64(m.Histogram.GetSampleCount())
+		case m.Histogram != nil && strings.HasSuffix(name, "_sum"):
+			total += m.Histogram.GetSampleSum()
+		case m.Counter != nil:
+			total += m.Counter.GetValue()
+		case m.Gauge != nil:
+			total += m.Gauge.GetValue()
+		case m.Untyped != nil:
+			total += m.Untyped.GetValue()
+		}
+	}
+	return total
+}
+
+// procCPU is utime+stime of pid from /proc/<pid>/stat.
+func procCPU(pid int) (time.Duration, error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name is in parentheses and may hold spaces: fields count
+	// from after the last ')'.
+	s := string(raw)
+	fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
+	if len(fields) < 13 {
+		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
+	}
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		return 0, fmt.Errorf("/proc/%d/stat: bad times", pid)
+	}
+	// USER_HZ is 100 on Linux everywhere Go runs.
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// procMem returns VmRSS and VmHWM of pid in bytes.
+func procMem(pid int) (rss, hwm int64, err error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			rss = kb << 10
+		case "VmHWM:":
+			hwm = kb << 10
+		}
+	}
+	return rss, hwm, nil
+}
+
+// steadyResult is the cost of reconcile cycles in which nothing changes.
+type steadyResult struct {
+	Cycles             float64 `json:"cycles"`
+	Seconds            float64 `json:"seconds"`
+	LinstorPerCycle    float64 `json:"linstorRequestsPerCycle"`
+	LinstorRoutes      map[string]int64
+	KubePerCycle       float64 `json:"kubeRequestsPerCycle"`
+	KubeLeasePerCycle  float64 `json:"kubeLeaseRequestsPerCycle"`
+	KubeAllPerCycle    float64 `json:"kubeAllRequestsPerCycle"`
+	CPUPerCycleMs      float64 `json:"cpuPerCycleMs"`
+	CPUPercent         float64 `json:"cpuPercent"`
+	RSSMiB             float64 `json:"rssMiB"`
+	PeakRSSMiB         float64 `json:"peakRssMiB"`
+	HeapInuseMiB       float64 `json:"heapInuseMiB"`
+	CycleDurationMsAvg float64 `json:"cycleDurationMsAvg"`
+}
+
+// measureSteady lets the sidecar run for window with nothing changing and
+// divides what it cost by the cycles it ran.
+func (b *bed) measureSteady(ctx context.Context, window time.Duration) (steadyResult, error) {
+	s := b.sidecar
+	pid := s.proc.Pid()
+	before, err := scrape(ctx, s.url)
+	if err != nil {
+		return steadyResult{}, err
+	}
+	b.sim.ResetRequestCounts()
+	cpu0, err := procCPU(pid)
+	if err != nil {
+		return steadyResult{}, err
+	}
+	t0 := time.Now()
+	select {
+	case <-ctx.Done():
+		return steadyResult{}, ctx.Err()
+	case <-time.After(window):
+	}
+	cpu1, err := procCPU(pid)
+	if err != nil {
+		return steadyResult{}, err
+	}
+	elapsed := time.Since(t0)
+	linstor := b.sim.TotalRequests()
+	routes := b.sim.RequestCounts()
+	after, err := scrape(ctx, s.url)
+	if err != nil {
+		return steadyResult{}, err
+	}
+	rss, hwm, err := procMem(pid)
+	if err != nil {
+		return steadyResult{}, err
+	}
+	delta := func(name string, match map[string]string) float64 {
+		return sum(after, name, match) - sum(before, name, match)
+	}
+	cycles := delta("linstor_affinity_sidecar_reconciles_total", map[string]string{"result": "success"})
+	if cycles < 1 {
+		return steadyResult{}, fmt.Errorf("no reconcile cycle in %v", window)
+	}
+	// The scrape at the end is itself one request to the sidecar, not to
+	// the API server; client metrics count only the sidecar's own calls.
+	r := steadyResult{
+		Cycles:            cycles,
+		Seconds:           elapsed.Seconds(),
+		LinstorPerCycle:   float64(linstor) / cycles,
+		LinstorRoutes:     routes,
+		KubePerCycle:      delta("linstor_affinity_sidecar_kube_api_requests_total", map[string]string{"resource": "!leases"}) / cycles,
+		KubeLeasePerCycle: delta("linstor_affinity_sidecar_kube_api_requests_total", map[string]string{"resource": "leases"}) / cycles,
+		KubeAllPerCycle:   delta("rest_client_requests_total", nil) / cycles,
+		CPUPerCycleMs:     float64(cpu1-cpu0) / float64(time.Millisecond) / cycles,
+		CPUPercent:        100 * float64(cpu1-cpu0) / float64(elapsed),
+		RSSMiB:            float64(rss) / (1 << 20),
+		PeakRSSMiB:        float64(hwm) / (1 << 20),
+		HeapInuseMiB:      sum(after, "go_memstats_heap_inuse_bytes", nil) / (1 << 20),
+	}
+	if n := delta("linstor_affinity_sidecar_reconcile_duration_seconds_count", nil); n > 0 {
+		r.CycleDurationMsAvg = 1000 * delta("linstor_affinity_sidecar_reconcile_duration_seconds_sum", nil) / n
+	}
+	return r, nil
+}
+
+// watcher records, for every PV name, when the API server showed it with a
+// given affinity: a single watch of all PVs, as a client would see them.
+type watcher struct {
+	mu      sync.Mutex
+	want    map[string]string    // PV name -> expected affinity key
+	since   map[string]time.Time // PV name -> when the move that set want was made
+	healed  map[string]time.Duration
+	waiters chan struct{}
+}
+
+func (b *bed) watchPVs(ctx context.Context) (*watcher, error) {
+	list, err := b.kube.CoreV1().PersistentVolumes().List(ctx, metav1.ListOptions{ResourceVersion: "0", Limit: 1})
+	if err != nil {
+		return nil, err
+	}
+	w, err := b.kube.CoreV1().PersistentVolumes().Watch(ctx, metav1.ListOptions{ResourceVersion: list.ResourceVersion, AllowWatchBookmarks: true})
+	if err != nil {
+		return nil, err
+	}
+	pw := &watcher{want: map[string]string{}, since: map[string]time.Time{}, healed: map[string]time.Duration{}, waiters: make(chan struct{}, 1)}
+	go func() {
+		defer w.Stop()
+		for ev := range w.ResultChan() {
+			if ev.Type != watch.Added && ev.Type != watch.Modified {
+				continue
+			}
+			pv, ok := ev.Object.(*corev1.PersistentVolume)
+			if !ok {
+				continue
+			}
+			seen := time.Now()
+			pw.mu.Lock()
+			if want, ok := pw.want[pv.Name]; ok && want == affinityKey(pv.Spec.NodeAffinity) && pv.DeletionTimestamp == nil {
+				pw.healed[pv.Name] = seen.Sub(pw.since[pv.Name])
+				delete(pw.want, pv.Name)
+				select {
+				case pw.waiters <- struct{}{}:
+				default:
+				}
+			}
+			pw.mu.Unlock()
+		}
+	}()
+	return pw, nil
+}
+
+// expect registers that pv should get affinity from now on.
+func (w *watcher) expect(pv string, affinity string, since time.Time) {
+	w.mu.Lock()
+	w.want[pv], w.since[pv] = affinity, since
+	delete(w.healed, pv)
+	w.mu.Unlock()
+}
+
+// wait blocks until every expected PV healed or the timeout; it returns the
+// latencies of those that did and the names of those that did not.
+func (w *watcher) wait(ctx context.Context, timeout time.Duration) (map[string]time.Duration, []string) {
+	deadline := time.After(timeout)
+	for {
+		w.mu.Lock()
+		left := len(w.want)
+		w.mu.Unlock()
+		if left == 0 {
+			break
+		}
+		select {
+		case <-w.waiters:
+		case <-deadline:
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		select {
+		case <-deadline:
+			goto done
+		default:
+		}
+	}
+done:
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	healed := make(map[string]time.Duration, len(w.healed))
+	for k, v := range w.healed {
+		healed[k] = v
+	}
+	var missing []string
+	for k := range w.want {
+		missing = append(missing, k)
+	}
+	return healed, missing
+}
+
+// moveOne moves one diskful replica of a random strict or zone volume not
+// yet used to a node that changes the volume's expected affinity, and
+// returns the volume and its new expected affinity key.
+func (b *bed) moveOne(used map[string]bool) (*volume, string, error) {
+	for tries := 0; tries < 10000; tries++ {
+		v := b.vols[b.rng.IntN(len(b.vols))]
+		if used[v.name] || v.policy == anywhere {
+			continue
+		}
+		from := v.nodes[b.rng.IntN(len(v.nodes))]
+		to := nodeName(b.rng.IntN(nodeCount))
+		if contains(v.nodes, to) {
+			continue
+		}
+		next := replaceNode(v.nodes, from, to)
+		before, after := affinityKey(expectedAffinity(v.policy, v.nodes)), affinityKey(expectedAffinity(v.policy, next))
+		if before == after {
+			continue
+		}
+		if err := b.sim.MoveReplica(v.name, from, to); err != nil {
+			return nil, "", err
+		}
+		v.nodes = next
+		used[v.name] = true
+		return v, after, nil
+	}
+	return nil, "", fmt.Errorf("no volume left to move")
+}
+
+func contains(s []string, x string) bool {
+	for _, v := range s {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
+
+func replaceNode(nodes []string, from, to string) []string {
+	out := make([]string, 0, len(nodes))
+	for _, n := range nodes {
+		if n != from {
+			out = append(out, n)
+		}
+	}
+	out = append(out, to)
+	return sortedCopy(out)
+}
+
+// convergence moves k replicas, one every interval, and returns how long
+// each affected PV took to show its new affinity.
+func (b *bed) convergence(ctx context.Context, k int, interval time.Duration, used map[string]bool) (latencies []time.Duration, missing []string, err error) {
+	w, err := b.watchPVs(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	for i := 0; i < k; i++ {
+		v, want, err := b.moveOne(used)
+		if err != nil {
+			return nil, nil, err
+		}
+		w.expect(v.name, want, time.Now())
+		if i < k-1 {
+			select {
+			case <-ctx.Done():
+				return nil, nil, ctx.Err()
+			case <-time.After(interval):
+			}
+		}
+	}
+	healed, missing := w.wait(ctx, 2*time.Minute)
+	for _, d := range healed {
+		latencies = append(latencies, d)
+	}
+	return latencies, missing, nil
+}
+
+// burst evacuates nodes, one after the other at once, until at least want
+// PVs drifted, as a node rotation does, and returns the time until all of
+// them showed their new affinity, with how many drifted.
+func (b *bed) burst(ctx context.Context, want int, firstNode int, timeout time.Duration) (drifted int, all time.Duration, lat []time.Duration, missing []string, nodes int, err error) {
+	w, err := b.watchPVs(ctx)
+	if err != nil {
+		return 0, 0, nil, nil, 0, err
+	}
+	start := time.Now()
+	orig := map[string]string{}
+	for node := firstNode; node < nodeCount; node++ {
+		moves, err := b.sim.EvacuateNode(nodeName(node))
+		if err != nil {
+			return 0, 0, nil, nil, 0, err
+		}
+		nodes++
+		for _, m := range moves {
+			v := b.byName[m.ResourceDefinition]
+			if v == nil {
+				continue
+			}
+			if _, ok := orig[v.name]; !ok {
+				orig[v.name] = affinityKey(expectedAffinity(v.policy, v.nodes))
+			}
+			v.nodes = replaceNode(v.nodes, m.From, m.To)
+		}
+		drifted = 0
+		for name, before := range orig {
+			v := b.byName[name]
+			if affinityKey(expectedAffinity(v.policy, v.nodes)) != before {
+				drifted++
+			}
+		}
+		if drifted >= want {
+			break
+		}
+	}
+	for name, before := range orig {
+		v := b.byName[name]
+		if after := affinityKey(expectedAffinity(v.policy, v.nodes)); after != before {
+			w.expect(name, after, start)
+		}
+	}
+	healed, missing := w.wait(ctx, timeout)
+	for _, d := range healed {
+		lat = append(lat, d)
+		all = max(all, d)
+	}
+	return drifted, all, lat, missing, nodes, nil
+}
+
+// profile fetches a CPU profile of seconds from the sidecar and returns the
+// top of `go tool pprof -top`.
+func (b *bed) profile(ctx context.Context, seconds int, out string, during func()) (string, error) {
+	s := b.sidecar
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", s.url, seconds), nil)
+	if err != nil {
+		return "", err
+	}
+	done := make(chan struct{})
+	if during != nil {
+		go func() { defer close(done); during() }()
+	} else {
+		close(done)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	<-done
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close() //nolint:errcheck // read-only
+	f, err := os.Create(out)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=15", b.binary, out)
+	cmd.Dir = filepath.Dir(out)
+	msg, err := cmd.CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go tool pprof: %v\n%s", err, msg)
+	}
+	return string(msg), nil
+}
