@@ -13,6 +13,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -33,6 +34,7 @@ type options struct {
 	out          string
 	logDir       string
 	profile      bool
+	goBench      bool
 }
 
 func main() {
@@ -46,7 +48,8 @@ func main() {
 	flag.IntVar(&o.burstMinN, "burst-min-n", 5000, "Run the burst only for N at least this (smaller beds have too few strict volumes).")
 	flag.StringVar(&o.out, "out", "bench", "Directory for REPORT.md, results.json and convergence.png (relative to the repository root).")
 	flag.StringVar(&o.logDir, "log-dir", "", "Keep component logs here; empty: a temp dir, removed.")
-	flag.BoolVar(&o.profile, "profile", true, "Take CPU profiles of the sidecar (steady state, burst) for the report.")
+	flag.BoolVar(&o.profile, "profile", true, "Take CPU profiles of the sidecar (steady state, burst) and a heap profile for the report.")
+	flag.BoolVar(&o.goBench, "gobench", true, "Run the Go benchmarks of package sidecar first and put them in the report.")
 	flag.Parse()
 	for _, f := range strings.Split(ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -92,6 +95,17 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	rep := report{Machine: machine(), Options: o.describe(), Started: began.UTC()}
+	if o.goBench {
+		logf("running the Go benchmarks of package sidecar")
+		cmd := exec.CommandContext(ctx, "go", "test", "-run=^$", "-bench=.", "-benchmem", "./sidecar/")
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("go test -bench: %v\n%s", err, out)
+		}
+		rep.GoBench = keepBenchLines(string(out))
+		fmt.Fprint(os.Stderr, rep.GoBench)
+	}
 	for _, n := range o.ns {
 		r, err := runN(ctx, o, n, binary, tmp)
 		if err != nil {
@@ -158,6 +172,9 @@ func runN(ctx context.Context, o options, n int, binary, tmp string) (runResult,
 	logf("N=%d: steady %+v", n, r.Steady)
 	if o.profile {
 		if r.SteadyProfile, err = b.profile(sctx, 20, filepath.Join(tmp, fmt.Sprintf("steady-%d.pprof", n)), nil); err != nil {
+			return r, err
+		}
+		if r.SteadyHeap, err = b.heapTop(sctx, filepath.Join(tmp, fmt.Sprintf("heap-%d.pprof", n))); err != nil {
 			return r, err
 		}
 	}

@@ -110,11 +110,11 @@ func procCPU(pid int) (time.Duration, error) {
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
 }
 
-// procMem returns VmRSS and VmHWM of pid in bytes.
-func procMem(pid int) (rss, hwm int64, err error) {
+// procMem returns VmRSS, VmHWM, RssAnon and RssFile of pid in bytes.
+func procMem(pid int) (rss, hwm, anon, file int64, err error) {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, 0, err
 	}
 	for _, line := range strings.Split(string(raw), "\n") {
 		f := strings.Fields(line)
@@ -127,9 +127,13 @@ func procMem(pid int) (rss, hwm int64, err error) {
 			rss = kb << 10
 		case "VmHWM:":
 			hwm = kb << 10
+		case "RssAnon:":
+			anon = kb << 10
+		case "RssFile:":
+			file = kb << 10
 		}
 	}
-	return rss, hwm, nil
+	return rss, hwm, anon, file, nil
 }
 
 // steadyResult is the cost of reconcile cycles in which nothing changes.
@@ -145,6 +149,8 @@ type steadyResult struct {
 	CPUPercent         float64 `json:"cpuPercent"`
 	RSSMiB             float64 `json:"rssMiB"`
 	PeakRSSMiB         float64 `json:"peakRssMiB"`
+	RSSAnonMiB         float64 `json:"rssAnonMiB"`
+	RSSFileMiB         float64 `json:"rssFileMiB"`
 	HeapInuseMiB       float64 `json:"heapInuseMiB"`
 	CycleDurationMsAvg float64 `json:"cycleDurationMsAvg"`
 }
@@ -180,7 +186,7 @@ func (b *bed) measureSteady(ctx context.Context, window time.Duration) (steadyRe
 	if err != nil {
 		return steadyResult{}, err
 	}
-	rss, hwm, err := procMem(pid)
+	rss, hwm, anon, file, err := procMem(pid)
 	if err != nil {
 		return steadyResult{}, err
 	}
@@ -205,6 +211,8 @@ func (b *bed) measureSteady(ctx context.Context, window time.Duration) (steadyRe
 		CPUPercent:        100 * float64(cpu1-cpu0) / float64(elapsed),
 		RSSMiB:            float64(rss) / (1 << 20),
 		PeakRSSMiB:        float64(hwm) / (1 << 20),
+		RSSAnonMiB:        float64(anon) / (1 << 20),
+		RSSFileMiB:        float64(file) / (1 << 20),
 		HeapInuseMiB:      sum(after, "go_memstats_heap_inuse_bytes", nil) / (1 << 20),
 	}
 	if n := delta("linstor_affinity_sidecar_reconcile_duration_seconds_count", nil); n > 0 {
@@ -432,6 +440,36 @@ func (b *bed) burst(ctx context.Context, want int, firstNode int, timeout time.D
 		all = max(all, d)
 	}
 	return drifted, all, lat, missing, nodes, nil
+}
+
+// heapTop fetches a heap profile from the sidecar and returns the top of
+// `go tool pprof -top -inuse_space`: what was live at the last collection.
+func (b *bed) heapTop(ctx context.Context, out string) (string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.sidecar.url+"/debug/pprof/heap?gc=1", nil)
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close() //nolint:errcheck // read-only
+	f, err := os.Create(out)
+	if err != nil {
+		return "", err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		_ = f.Close()
+		return "", err
+	}
+	if err := f.Close(); err != nil {
+		return "", err
+	}
+	msg, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-inuse_space", "-nodecount=15", b.binary, out).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go tool pprof: %v\n%s", err, msg)
+	}
+	return string(msg), nil
 }
 
 // profile fetches a CPU profile of seconds from the sidecar and returns the

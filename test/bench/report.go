@@ -34,6 +34,7 @@ type runResult struct {
 	Burst          map[string]burstResult `json:"burst"`
 	SteadyProfile  string                 `json:"steadyProfile,omitempty"`
 	BurstProfile   string                 `json:"burstProfile,omitempty"`
+	SteadyHeap     string                 `json:"steadyHeap,omitempty"`
 }
 
 type report struct {
@@ -41,7 +42,19 @@ type report struct {
 	Options map[string]string `json:"options"`
 	Started time.Time         `json:"started"`
 	Took    string            `json:"took"`
+	GoBench string            `json:"goBench,omitempty"`
 	Runs    []runResult       `json:"runs"`
+}
+
+// keepBenchLines keeps the result lines of go test -bench output.
+func keepBenchLines(out string) string {
+	var keep []string
+	for _, line := range strings.Split(out, "\n") {
+		if strings.HasPrefix(line, "Benchmark") || strings.HasPrefix(line, "cpu:") || strings.HasPrefix(line, "goos:") {
+			keep = append(keep, line)
+		}
+	}
+	return strings.Join(keep, "\n") + "\n"
 }
 
 func (o options) describe() map[string]string {
@@ -114,6 +127,10 @@ func (r report) markdown() string {
 	row("CPU per steady cycle", "< 50 ms", func(x runResult) string { return fmt.Sprintf("%.1f ms", x.Steady.CPUPerCycleMs) })
 	row("Steady CPU use", "–", func(x runResult) string { return fmt.Sprintf("%.2f %%", x.Steady.CPUPercent) })
 	row("Resident memory (VmRSS), steady", "< 80 MiB", func(x runResult) string { return fmt.Sprintf("%.1f MiB", x.Steady.RSSMiB) })
+	row("… of which anonymous (heap, stacks) / file-backed (the program's pages)", "–", func(x runResult) string {
+		return fmt.Sprintf("%.1f / %.1f MiB", x.Steady.RSSAnonMiB, x.Steady.RSSFileMiB)
+	})
+	row("Go heap in use, steady", "–", func(x runResult) string { return fmt.Sprintf("%.1f MiB", x.Steady.HeapInuseMiB) })
 	row("Peak resident memory (VmHWM) so far", "–", func(x runResult) string { return fmt.Sprintf("%.1f MiB", x.Steady.PeakRSSMiB) })
 	row("Cycle duration, steady (average)", "–", func(x runResult) string { return fmt.Sprintf("%.1f ms", x.Steady.CycleDurationMsAvg) })
 	for _, m := range []string{"in-place", "recreate"} {
@@ -189,6 +206,16 @@ func (r report) markdown() string {
 		if run.BurstProfile != "" {
 			w("### N=%d, in-place burst (first 20 s)\n\n```\n%s```\n\n", run.N, trimProfile(run.BurstProfile))
 		}
+	}
+	w("## What is live on the heap\n\n")
+	for _, run := range r.Runs {
+		if run.SteadyHeap != "" {
+			w("### N=%d, after the steady window (`/debug/pprof/heap?gc=1`, in use)\n\n```\n%s```\n\n", run.N, trimProfile(run.SteadyHeap))
+		}
+	}
+	if r.GoBench != "" {
+		w("## Go benchmarks (`go test -run=^$ -bench=. -benchmem ./sidecar/`)\n\n```\n%s```\n\n", r.GoBench)
+		w("`BenchmarkDecideAll10k*` is the pure decision over 10,000 PVs; `BenchmarkFetch*10k` the LINSTOR read against the simulator in the same process (so its allocations include the simulator's encoding), unchanged (hash only) and after one move (the resource view decoded).\n\n")
 	}
 	w("## LINSTOR requests by route, steady state\n\n")
 	for _, run := range r.Runs {
