@@ -89,6 +89,9 @@ func (e *Executor) done(step Step, pv string) error {
 func (e *Executor) Execute(ctx context.Context, a Action) (Outcome, error) {
 	switch a.Kind {
 	case KindReplace:
+		if err := e.confirmReplicas(ctx, a); err != nil {
+			return Outcome{}, err
+		}
 		inPlace, err := e.useInPlace(ctx, a)
 		if err != nil {
 			return Outcome{}, err

@@ -1,0 +1,69 @@
+package sidecar
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// ReplicaConfirmer re-reads the replicas of one resource definition with a
+// request of its own. A LINSTOR answer can come back partial (a resource
+// view missing entries): a volume with two replicas then looks like it has
+// one, and its PV would lose a node it may still be used from. Before a PV
+// is rewritten, the replicas the decision saw in the bulk view are checked
+// against this second, per-volume read; a State that implements it gets the
+// check.
+type ReplicaConfirmer interface {
+	Replicas(ctx context.Context, rd string) ([]Resource, error)
+}
+
+// Replicas implements ReplicaConfirmer with LINSTOR's per-resource-definition
+// resource list, a different request from the bulk resource view.
+func (l *Linstor) Replicas(ctx context.Context, rd string) ([]Resource, error) {
+	res, err := l.Client.Resources.GetAll(ctx, rd)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Resource, 0, len(res))
+	for _, r := range res {
+		out = append(out, Resource{Name: r.Name, Node: r.NodeName, Flags: r.Flags})
+	}
+	return out, nil
+}
+
+// ErrReplicasUnconfirmed marks a repair not made because LINSTOR's two
+// answers about a volume's replicas disagreed.
+var ErrReplicasUnconfirmed = errors.New("LINSTOR's answers about the replicas disagree")
+
+// confirmReplicas checks a replace's decision against a fresh per-volume
+// read of its replicas; on disagreement the PV is left as it is and the next
+// cycle decides again.
+func (e *Executor) confirmReplicas(ctx context.Context, a Action) error {
+	c, ok := e.State.(ReplicaConfirmer)
+	if !ok || a.Topology == nil || a.Ref.RD == "" {
+		return nil
+	}
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	fresh, err := c.Replicas(cctx, a.Ref.RD)
+	if err != nil {
+		return fmt.Errorf("pv %s: confirm the replicas of resource definition %s: %w", a.Name, a.Ref.RD, err)
+	}
+	var nodes []string
+	for _, r := range fresh {
+		if r.Diskful() && !slices.Contains(nodes, r.Node) {
+			nodes = append(nodes, r.Node)
+		}
+	}
+	sort.Strings(nodes)
+	decided := slices.Clone(a.Topology.Diskful)
+	sort.Strings(decided)
+	if !slices.Equal(nodes, decided) {
+		return fmt.Errorf("pv %s: %w: the resource view shows diskful replicas on [%s], resource definition %s on [%s]; not repairing until they agree",
+			a.Name, ErrReplicasUnconfirmed, strings.Join(decided, ", "), a.Ref.RD, strings.Join(nodes, ", "))
+	}
+	return nil
+}

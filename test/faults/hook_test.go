@@ -1,0 +1,31 @@
+package faults
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"testing"
+	"time"
+)
+
+// TestProductionBinaryHasNoFaultHook builds the sidecar as `make build`
+// does (no build tags) and checks that the fault hook is not in it, while
+// the suite's binary (-tags faulthooks) has it: no production sidecar can
+// be made to kill itself.
+func TestProductionBinaryHasNoFaultHook(t *testing.T) {
+	skipShort(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	prod, err := buildSidecar(ctx, t.TempDir(), "", false)
+	must(t, err)
+	markers := [][]byte{[]byte(killFileEnv), []byte("Fault hook: killing the process")}
+	for path, wantHook := range map[string]bool{prod: false, sidecarBinary: true} {
+		bin, err := os.ReadFile(path)
+		must(t, err)
+		for _, m := range markers {
+			if got := bytes.Contains(bin, m); got != wantHook {
+				t.Errorf("%s: contains %q = %v, want %v", path, m, got, wantHook)
+			}
+		}
+	}
+}
