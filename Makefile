@@ -4,6 +4,7 @@
 #   make test    lint, unit tests (-race) and end-to-end tests on the local test bed
 #   make lint    gofmt, go vet, staticcheck
 #   make bench   benchmarks (not part of make test)
+#   make test-faults  the fault suite with its full counts (docs/reliability.md)
 #
 # Peer binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 # linstor-csi, csi-provisioner, staticcheck: hack/build-tools.sh; helm and
@@ -22,7 +23,7 @@ IMAGE ?= linstor-affinity-sidecar:$(VERSION)
 E2E_FLAGS ?= -count=1 -timeout=40m -p=1
 UNIT_FLAGS ?= -race -count=1 -short -timeout=15m
 
-.PHONY: all build tools tools-e2e tools-deploy tools-bench lint test unit e2e demo bench bench-go image clean
+.PHONY: all build tools tools-e2e tools-deploy tools-bench lint test unit e2e demo bench bench-go test-faults image clean
 
 all: build
 
@@ -69,6 +70,14 @@ bench-go:
 
 tools-bench:
 	hack/build-tools.sh etcd kube
+
+# The fault suite with its full counts (about 20 minutes on 2 cores; its fast
+# subset runs in make e2e). FAULTS_RACE=1 builds the sidecar under test with
+# the race detector. One case: make test-faults FAULTS_RUN=TestLinstorFaults/timeout
+FAULTS_RUN ?= .
+FAULTS_RACE ?=
+test-faults: tools-e2e
+	FAULTS_FULL=1 FAULTS_RACE=$(FAULTS_RACE) $(GO) test -count=1 -timeout=120m -p=1 -v -run '$(FAULTS_RUN)' ./test/faults/
 
 # The image cannot be built on machines without a container engine; the
 # Dockerfile runs the same go build as `make build`.

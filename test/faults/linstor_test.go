@@ -51,10 +51,10 @@ func linstorFaults() []linstorFault {
 		{name: "connection-dropped", faults: []linstorsim.Fault{{Kind: linstorsim.FaultClose}}},
 		{name: "timeout", faults: []linstorsim.Fault{{Kind: linstorsim.FaultDelay, Method: "GET", Delay: sidecarTimeout + 3*time.Second}}},
 		{name: "truncated-json", faults: []linstorsim.Fault{get(linstorsim.FaultTruncate, "")}},
-		{name: "invalid-json", faults: []linstorsim.Fault{get(linstorsim.FaultInvalidJSON, pathNodes)}, fast: true},
+		{name: "invalid-json", faults: []linstorsim.Fault{get(linstorsim.FaultInvalidJSON, pathNodes)}},
 		{name: "empty-node-list", faults: []linstorsim.Fault{partial(pathNodes, 1)}, partial: true, fast: true},
 		{name: "half-node-list", faults: []linstorsim.Fault{partial(pathNodes, 0.5)}, partial: true},
-		{name: "empty-resource-list", faults: []linstorsim.Fault{partial(pathResources, 1)}, partial: true, fast: true},
+		{name: "empty-resource-list", faults: []linstorsim.Fault{partial(pathResources, 1)}, partial: true},
 		{name: "half-resource-list", faults: []linstorsim.Fault{partial(pathResources, 0.5)}, partial: true, fast: true},
 		{name: "half-resource-definition-list", faults: []linstorsim.Fault{partial(pathRDs, 0.5)}, partial: true},
 		// One partial answer from each of the bulk lists at once; the
