@@ -8,6 +8,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -210,10 +211,32 @@ func (e *Executor) deleteExact(ctx context.Context, pv *corev1.PersistentVolume)
 			return fmt.Errorf("PV changed during the replace (reclaim policy %s, %s=%q): not deleting it",
 				current.Spec.PersistentVolumeReclaimPolicy, e.SkipReclaimAnnotation(), current.Annotations[e.SkipReclaimAnnotation()])
 		}
+		// The replacement was built from the PV as decided; an edit of its
+		// spec, labels or annotations since would be lost with the old PV.
+		// Finalizers are the one change other controllers make here.
+		if what := editedBesidesFinalizers(pv, current); what != "" {
+			return fmt.Errorf("PV's %s changed during the replace: not deleting it; the next cycle starts over from the edited PV", what)
+		}
 		klog.V(4).InfoS("PV changed between retain and delete; retrying with its new resourceVersion", "pv", pv.Name,
 			"resourceVersion", current.ResourceVersion)
 		pv = current
 	}
+}
+
+// editedBesidesFinalizers names what differs between two versions of a PV
+// apart from finalizers, status and bookkeeping metadata ("" when nothing).
+func editedBesidesFinalizers(was, now *corev1.PersistentVolume) string {
+	switch {
+	case !equality.Semantic.DeepEqual(was.Spec, now.Spec):
+		return "spec"
+	case !equality.Semantic.DeepEqual(was.Labels, now.Labels):
+		return "labels"
+	case !equality.Semantic.DeepEqual(was.Annotations, now.Annotations):
+		return "annotations"
+	case !equality.Semantic.DeepEqual(was.OwnerReferences, now.OwnerReferences):
+		return "owner references"
+	}
+	return ""
 }
 
 // recreate finishes a replace from its saved state: make sure the old PV is

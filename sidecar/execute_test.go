@@ -525,3 +525,41 @@ func TestRestorePatchOnlyUndoesTheRetainStep(t *testing.T) {
 		})
 	}
 }
+
+// TestDeleteRefusedWhenPVWasEditedAfterRetain: a user labels the PV between
+// the Retain patch and the delete. The replacement was built without the
+// label, so the old PV must not be deleted; the next cycles undo the retain
+// and replace the PV as edited, label included.
+func TestDeleteRefusedWhenPVWasEditedAfterRetain(t *testing.T) {
+	b := newExBed(t)
+	pvs := b.addVolume("vol-j", 1, []string{"n3"}, []string{"n1"})
+	edited := false
+	b.kube.PrependReactor("delete", "persistentvolumes", func(k8stesting.Action) (bool, runtime.Object, error) {
+		if !edited {
+			edited = true
+			pv, err := b.kube.Tracker().Get(corev1.SchemeGroupVersion.WithResource("persistentvolumes"), "", pvs[0].Name)
+			b.must(err)
+			changed := pv.(*corev1.PersistentVolume).DeepCopy()
+			changed.Labels["team"] = "billing"
+			changed.ResourceVersion = "8"
+			b.must(b.kube.Tracker().Update(corev1.SchemeGroupVersion.WithResource("persistentvolumes"), changed, ""))
+			return true, nil, apierrors.NewConflict(corev1.Resource("persistentvolumes"), pvs[0].Name, errors.New("modified"))
+		}
+		return false, nil, nil
+	})
+	r, _ := b.reconciler(nil)
+	if err := r.Cycle(context.Background()); err == nil {
+		t.Fatal("replace deleted a PV edited after its retain step")
+	}
+	pv, err := b.kube.CoreV1().PersistentVolumes().Get(context.Background(), pvs[0].Name, metav1.GetOptions{})
+	if err != nil || pv.UID != pvs[0].UID {
+		t.Fatalf("PV deleted: %v", err)
+	}
+	b.converge(4)
+	b.assertHealed(pvs[0], []string{"n3"})
+	pv, err = b.kube.CoreV1().PersistentVolumes().Get(context.Background(), pvs[0].Name, metav1.GetOptions{})
+	b.must(err)
+	if pv.Labels["team"] != "billing" {
+		t.Errorf("the user's label was lost in the replace: labels %v", pv.Labels)
+	}
+}
