@@ -2,8 +2,18 @@ package sidecar
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"math/big"
 	"net/http"
 	"net/url"
+	"os"
+	"path/filepath"
 	"reflect"
 	"sync/atomic"
 	"testing"
@@ -205,4 +215,91 @@ func TestAPIResource(t *testing.T) {
 			t.Errorf("APIResource(%q) = %q, want %q", path, got, want)
 		}
 	}
+}
+
+// selfSigned returns a PEM certificate and key for tests.
+func selfSigned(t *testing.T) (certPEM, keyPEM string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "test"}, NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})), string(pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}))
+}
+
+// The transport under golinstor reads the same LS_* TLS variables golinstor
+// would, with the same rules.
+func TestLinstorBaseTransportFollowsGolinstorsEnvironment(t *testing.T) {
+	for _, k := range []string{lapi.UserCertEnv, lapi.UserCertFileEnv, lapi.UserKeyEnv, lapi.UserKeyFileEnv, lapi.RootCAEnv, lapi.RootCAFileEnv} {
+		t.Setenv(k, "")
+		_ = os.Unsetenv(k)
+	}
+	tlsOf := func(t *testing.T) *tls.Config {
+		t.Helper()
+		rt, err := linstorBaseTransport()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return rt.(*http.Transport).TLSClientConfig
+	}
+	if cfg := tlsOf(t); cfg != nil && (cfg.RootCAs != nil || len(cfg.Certificates) > 0 || cfg.GetClientCertificate != nil) {
+		t.Fatalf("no LS_* TLS variable: got a TLS setup %+v", cfg)
+	}
+	certPEM, keyPEM := selfSigned(t)
+
+	t.Run("CA and client certificate as PEM", func(t *testing.T) {
+		t.Setenv(lapi.RootCAEnv, certPEM)
+		t.Setenv(lapi.UserCertEnv, certPEM)
+		t.Setenv(lapi.UserKeyEnv, keyPEM)
+		cfg := tlsOf(t)
+		if cfg.RootCAs == nil || len(cfg.Certificates) != 1 {
+			t.Fatalf("TLS setup %+v, want the CA and one client certificate", cfg)
+		}
+	})
+	t.Run("files are read at each handshake", func(t *testing.T) {
+		dir := t.TempDir()
+		certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+		if err := os.WriteFile(certFile, []byte(certPEM), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(keyFile, []byte(keyPEM), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		t.Setenv(lapi.UserCertFileEnv, certFile)
+		t.Setenv(lapi.UserKeyFileEnv, keyFile)
+		cfg := tlsOf(t)
+		if cfg.GetClientCertificate == nil {
+			t.Fatal("no client certificate callback for *_FILE variables")
+		}
+		if _, err := cfg.GetClientCertificate(nil); err != nil {
+			t.Fatalf("client certificate from files: %v", err)
+		}
+		if err := os.Remove(certFile); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cfg.GetClientCertificate(nil); err == nil {
+			t.Fatal("a removed certificate file still gave a certificate: files are not read at each handshake")
+		}
+	})
+	t.Run("key without certificate is refused", func(t *testing.T) {
+		t.Setenv(lapi.UserKeyEnv, keyPEM)
+		if _, err := linstorBaseTransport(); err == nil {
+			t.Fatal("a key without a certificate was accepted")
+		}
+	})
+	t.Run("a CA that is not PEM is refused", func(t *testing.T) {
+		t.Setenv(lapi.RootCAEnv, "not a certificate")
+		if _, err := linstorBaseTransport(); err == nil {
+			t.Fatal("a bad CA was accepted")
+		}
+	})
 }

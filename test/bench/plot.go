@@ -73,7 +73,7 @@ func writePlot(path string, runs []runResult) error {
 		p.Legend.Add("p99 target (7 s)", target)
 	}
 	p.Y.Min = 0
-	p.Y.Max = max(p.Y.Max, 8)
+	p.Y.Max = max(p.Y.Max, 7) * 1.7 // room for the legend above the target line
 	p.Add(plotter.NewGrid())
 	return p.Save(7*vg.Inch, 4.5*vg.Inch, path)
 }

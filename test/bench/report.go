@@ -84,6 +84,18 @@ func machine() map[string]string {
 	}
 	if out, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
 		m["commit"] = strings.TrimSpace(string(out))
+		// The sidecar is built from the working tree: say when it differs.
+		if st, err := exec.Command("git", "status", "--porcelain", "--untracked-files=all", "--", "sidecar", "cmd", "csiprobe").Output(); err == nil {
+			var paths []string
+			for _, line := range strings.Split(string(st), "\n") {
+				if len(line) > 3 {
+					paths = append(paths, line[3:])
+				}
+			}
+			if len(paths) > 0 {
+				m["commit"] += " plus uncommitted changes to " + strings.Join(paths, ", ")
+			}
+		}
 	}
 	return m
 }
