@@ -88,3 +88,26 @@ func BenchmarkFetchChanged10k(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFetchGolinstor10k is the same read decoded by golinstor into its
+// full types, as Fetch did before BulkTransport: the cost every cycle paid.
+func BenchmarkFetchGolinstor10k(b *testing.B) {
+	sim, _ := benchSim(b, 10000)
+	u, err := url.Parse(sim.URL())
+	if err != nil {
+		b.Fatal(err)
+	}
+	lc, err := lapi.NewClient(lapi.BaseURL(u), lapi.Log(quietLog{}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := NewLinstor(lc, NamespaceTopology)
+	ctx := context.Background()
+	b.ResetTimer()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := l.Fetch(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

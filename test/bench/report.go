@@ -227,7 +227,7 @@ func (r report) markdown() string {
 	}
 	if r.GoBench != "" {
 		w("## Go benchmarks (`go test -run=^$ -bench=. -benchmem ./sidecar/`)\n\n```\n%s```\n\n", r.GoBench)
-		w("`BenchmarkDecideAll10k*` is the pure decision over 10,000 PVs; `BenchmarkFetch*10k` the LINSTOR read against the simulator in the same process (so its allocations include the simulator's encoding), unchanged (hash only) and after one move (the resource view decoded).\n\n")
+		w("`BenchmarkDecideAll10k*` is the pure decision over 10,000 PVs; `BenchmarkFetch*10k` the LINSTOR read against the simulator in the same process (so time and allocations include the simulator's encoding): unchanged (hash only), after one move (the resource view read again and decoded lean), and decoded by golinstor into its full types as every cycle did before.\n\n")
 	}
 	w("## LINSTOR requests by route, steady state\n\n")
 	for _, run := range r.Runs {
