@@ -115,8 +115,13 @@ func strictVolumeFollowsItsReplica(t *testing.T, gate bool, method string) {
 		t.Errorf("repaired PV class %q capacity %v, was %q %v", repaired.Spec.StorageClassName, repaired.Spec.Capacity.Storage(),
 			old.Spec.StorageClassName, old.Spec.Capacity.Storage())
 	}
-	if repaired.Status.Phase != corev1.VolumeBound {
-		t.Errorf("repaired PV phase %s", repaired.Status.Phase)
+	// A recreated PV is Pending until the PV binder binds it again; it must
+	// get there, to the same claim.
+	bound, err := b.WaitPVBound(wctx, old.Name)
+	if err != nil {
+		t.Errorf("repaired PV never Bound again: %v", err)
+	} else if ref := bound.Spec.ClaimRef; ref == nil || ref.UID != pvc.UID {
+		t.Errorf("repaired PV Bound with claimRef %+v, want claim data (%s)", ref, pvc.UID)
 	}
 
 	updated, err := b.SidecarLog("Updated PV affinity")

@@ -61,6 +61,25 @@ func (b *Bed) WaitPVAffinity(ctx context.Context, name string, want ...Segment) 
 	return got, err
 }
 
+// WaitPVBound waits until PV name exists, not being deleted, in phase Bound
+// and returns it. A recreated PV starts out Pending until the PV binder of
+// kube-controller-manager binds it to its claim again.
+func (b *Bed) WaitPVBound(ctx context.Context, name string) (*corev1.PersistentVolume, error) {
+	var got *corev1.PersistentVolume
+	err := Poll(ctx, "PV "+name+" Bound", func(ctx context.Context) (bool, string) {
+		pv, err := b.Kube.CoreV1().PersistentVolumes().Get(ctx, name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		if pv.DeletionTimestamp != nil {
+			return false, "being deleted"
+		}
+		got = pv
+		return pv.Status.Phase == corev1.VolumeBound, fmt.Sprintf("phase %s", pv.Status.Phase)
+	})
+	return got, err
+}
+
 // WaitClaimBound waits until the claim is Bound, to pvName when not empty,
 // and returns it.
 func (b *Bed) WaitClaimBound(ctx context.Context, claim, pvName string) (*corev1.PersistentVolumeClaim, error) {
