@@ -181,6 +181,7 @@ func assertLeader(ctx context.Context, t *testing.T, b *testbed.Bed, leader, sta
 		return true, ""
 	}))
 	assertHealthy(wctx, t, standby.url, standby.proc.Exited())
+	assertNoDataRace(t, standby.proc.LogPath())
 }
 
 // assertActedOnlyAsLeader checks the new leader's log: it logged no action

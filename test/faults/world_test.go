@@ -1,9 +1,11 @@
 package faults
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net/http"
+	"os"
 	"slices"
 	"testing"
 	"time"
@@ -140,38 +142,66 @@ func (w *world) want(t *testing.T, v *vol) []testbed.Segment {
 	return testbed.Hosts(nodes...)
 }
 
-// pvState is what "untouched" compares.
+// pvState is what "untouched" compares: everything a write of the sidecar
+// changes (a recreate changes the UID, an in-place repair the affinity, the
+// retain step the reclaim policy and the skip-reclaim mark). The
+// resourceVersion is not compared: right after provisioning, the
+// controllers of the bed still write status and finalizers.
 type pvState struct {
-	uid             types.UID
-	resourceVersion string
-	affinity        string
+	uid      types.UID
+	affinity string
+	reclaim  corev1.PersistentVolumeReclaimPolicy
+	mark     string
 }
 
-func (w *world) snapshot(ctx context.Context, t *testing.T) map[string]pvState {
+func stateOf(pv *corev1.PersistentVolume) pvState {
+	return pvState{pv.UID, testbed.DescribeAffinity(pv.Spec.NodeAffinity), pv.Spec.PersistentVolumeReclaimPolicy, pv.Annotations[skipReclaim]}
+}
+
+// untouched is a snapshot of the PVs and of the sidecar's count of writes.
+type untouched struct {
+	pvs    map[string]pvState
+	writes float64
+}
+
+func (w *world) snapshot(ctx context.Context, t *testing.T) untouched {
 	t.Helper()
-	out := map[string]pvState{}
+	out := untouched{pvs: map[string]pvState{}, writes: w.writes(ctx, t)}
 	for _, v := range w.vols {
 		pv, err := w.b.Kube.CoreV1().PersistentVolumes().Get(ctx, v.pv, metav1.GetOptions{})
 		must(t, err)
-		out[v.pv] = pvState{pv.UID, pv.ResourceVersion, testbed.DescribeAffinity(pv.Spec.NodeAffinity)}
+		out.pvs[v.pv] = stateOf(pv)
 	}
 	return out
 }
 
-// assertUntouched fails for every PV that is not exactly as snapshotted:
-// no write of any kind reached it.
-func (w *world) assertUntouched(ctx context.Context, t *testing.T, before map[string]pvState) {
+// writes is the acting sidecar's count of successful writes (repairs and
+// saved-state clean-ups).
+func (w *world) writes(ctx context.Context, t *testing.T) float64 {
 	t.Helper()
-	for name, was := range before {
+	m, err := testbed.ScrapeMetrics(ctx, w.actor().url+"/metrics")
+	must(t, err)
+	return m.Sum("linstor_affinity_sidecar_repairs_total", map[string]string{"result": "success"})
+}
+
+// assertUntouched fails for every PV the sidecar wrote since the snapshot,
+// when the sidecar counted any successful write, and when saved state
+// (the first write of a replace) appeared.
+func (w *world) assertUntouched(ctx context.Context, t *testing.T, before untouched) {
+	t.Helper()
+	for name, was := range before.pvs {
 		pv, err := w.b.Kube.CoreV1().PersistentVolumes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			t.Errorf("PV %s: %v", name, err)
 			continue
 		}
-		now := pvState{pv.UID, pv.ResourceVersion, testbed.DescribeAffinity(pv.Spec.NodeAffinity)}
-		if now != was {
+		if now := stateOf(pv); now != was {
 			t.Errorf("PV %s was rewritten during the fault: before %+v, now %+v", name, was, now)
 		}
+		w.assertNoSavedState(t, name)
+	}
+	if n := w.writes(ctx, t); n != before.writes {
+		t.Errorf("the sidecar counted %v successful writes during the fault", n-before.writes)
 	}
 }
 
@@ -242,7 +272,21 @@ func (w *world) assertSettled(ctx context.Context, t *testing.T) int {
 		t.Errorf("volumes deleted in LINSTOR: %+v", d)
 	}
 	assertHealthy(wctx, t, act.url, act.proc.Exited())
+	assertNoDataRace(t, act.proc.LogPath())
 	return lost
+}
+
+// assertNoDataRace fails when a sidecar built with -race (FAULTS_RACE=1)
+// reported a data race in its log. A race-built process keeps running after
+// a report, so the log is the only place to find it.
+func assertNoDataRace(t *testing.T, logPath string) {
+	t.Helper()
+	b, err := os.ReadFile(logPath)
+	must(t, err)
+	if i := bytes.Index(b, []byte("WARNING: DATA RACE")); i >= 0 {
+		end := min(len(b), i+3000)
+		t.Errorf("data race reported in %s:\n%s", logPath, b[i:end])
+	}
 }
 
 func (w *world) assertPVFields(t *testing.T, v *vol, pv *corev1.PersistentVolume) {
