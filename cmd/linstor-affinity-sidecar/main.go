@@ -235,30 +235,27 @@ func tuneGC() {
 // wakeOnPV wakes the loop when a PV of the driver appears or changes, and
 // tells it (changed) that its last decision no longer stands.
 func wakeOnPV(driverName string, wake chan<- struct{}, changed func()) cache.ResourceEventHandler {
-	poke := func(obj any) {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
+	return wakeOn(func(obj any) bool {
 		pv, ok := obj.(*corev1.PersistentVolume)
-		if !ok || pv.Spec.CSI == nil || pv.Spec.CSI.Driver != driverName {
-			return
-		}
-		changed()
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
-	}
-	return cache.ResourceEventHandlerFuncs{
-		AddFunc:    poke,
-		UpdateFunc: func(_, obj any) { poke(obj) },
-		DeleteFunc: poke,
-	}
+		return ok && pv.Spec.CSI != nil && pv.Spec.CSI.Driver == driverName
+	}, wake, changed)
 }
 
 // wakeOnAny is wakeOnPV for StorageClasses: any change may change a policy.
 func wakeOnAny(wake chan<- struct{}, changed func()) cache.ResourceEventHandler {
-	poke := func(any) {
+	return wakeOn(func(any) bool { return true }, wake, changed)
+}
+
+// wakeOn calls changed and pokes wake (without blocking: wake-ups coalesce)
+// for every added, updated or deleted object that concerns says is ours.
+func wakeOn(concerns func(obj any) bool, wake chan<- struct{}, changed func()) cache.ResourceEventHandler {
+	poke := func(obj any) {
+		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+			obj = tomb.Obj
+		}
+		if !concerns(obj) {
+			return
+		}
 		changed()
 		select {
 		case wake <- struct{}{}:

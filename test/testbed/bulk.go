@@ -6,9 +6,7 @@ import (
 	"sync"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/utils/ptr"
 )
 
 // ProvisionerFinalizer is what the external-provisioner puts on the PVs of
@@ -35,7 +33,7 @@ func (b *Bed) CreateStaticVolumes(ctx context.Context, parallel int, vols []Stat
 		wg.Add(1)
 		go func(v StaticVolume) {
 			defer func() { <-sem; wg.Done() }()
-			if err := b.createStaticPair(ctx, v); err != nil {
+			if err := b.createStatic(ctx, v, true); err != nil {
 				mu.Lock()
 				if firstErr == nil {
 					firstErr = err
@@ -65,55 +63,4 @@ func (b *Bed) CreateStaticVolumes(ctx context.Context, parallel int, vols []Stat
 		}
 		return bound == len(want), fmt.Sprintf("%d of %d Bound", bound, len(want))
 	})
-}
-
-func (b *Bed) createStaticPair(ctx context.Context, v StaticVolume) error {
-	driver := v.Driver
-	if driver == "" {
-		driver = DriverName
-	}
-	size := v.Size
-	if size == "" {
-		size = "1Gi"
-	}
-	annotations := map[string]string{ProvisionedByAnnotation: driver}
-	for k, val := range v.Annotations {
-		annotations[k] = val
-	}
-	pv := &corev1.PersistentVolume{
-		ObjectMeta: metav1.ObjectMeta{Name: v.PV, Annotations: annotations},
-		Spec: corev1.PersistentVolumeSpec{
-			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)},
-			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimDelete,
-			StorageClassName:              v.StorageClass,
-			NodeAffinity:                  v.Affinity,
-			VolumeMode:                    ptr.To(corev1.PersistentVolumeFilesystem),
-			ClaimRef:                      &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: Namespace, Name: v.Claim},
-			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
-				Driver: driver, VolumeHandle: v.Handle, FSType: "ext4",
-			}},
-		},
-	}
-	if driver == DriverName {
-		pv.Finalizers = []string{ProvisionerFinalizer}
-	}
-	if _, err := b.Kube.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create PV %s: %w", v.PV, err)
-	}
-	pvc := &corev1.PersistentVolumeClaim{
-		ObjectMeta: metav1.ObjectMeta{Name: v.Claim, Namespace: Namespace},
-		Spec: corev1.PersistentVolumeClaimSpec{
-			AccessModes:      []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
-			StorageClassName: ptr.To(v.StorageClass),
-			VolumeName:       v.PV,
-			Resources: corev1.VolumeResourceRequirements{
-				Requests: corev1.ResourceList{corev1.ResourceStorage: resource.MustParse(size)},
-			},
-		},
-	}
-	if _, err := b.Kube.CoreV1().PersistentVolumeClaims(Namespace).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("create claim %s: %w", v.Claim, err)
-	}
-	return nil
 }

@@ -159,6 +159,19 @@ type StaticVolume struct {
 // (CSI source, provisioned-by annotation, claimRef, reclaim policy Delete)
 // and a claim naming it, and waits until the claim is Bound to it.
 func (b *Bed) CreateStaticVolume(ctx context.Context, v StaticVolume) (*corev1.PersistentVolume, error) {
+	if err := b.createStatic(ctx, v, false); err != nil {
+		return nil, err
+	}
+	if _, err := b.WaitClaimBound(ctx, v.Claim, v.PV); err != nil {
+		return nil, err
+	}
+	return b.Kube.CoreV1().PersistentVolumes().Get(ctx, v.PV, metav1.GetOptions{})
+}
+
+// createStatic creates the PV and claim of v; withFinalizer puts
+// ProvisionerFinalizer on PVs of DriverName, as the external-provisioner
+// would soon after binding.
+func (b *Bed) createStatic(ctx context.Context, v StaticVolume, withFinalizer bool) error {
 	driver := v.Driver
 	if driver == "" {
 		driver = DriverName
@@ -186,8 +199,11 @@ func (b *Bed) CreateStaticVolume(ctx context.Context, v StaticVolume) (*corev1.P
 			}},
 		},
 	}
+	if withFinalizer && driver == DriverName {
+		pv.Finalizers = []string{ProvisionerFinalizer}
+	}
 	if _, err := b.Kube.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{}); err != nil {
-		return nil, fmt.Errorf("create PV %s: %w", v.PV, err)
+		return fmt.Errorf("create PV %s: %w", v.PV, err)
 	}
 	pvc := &corev1.PersistentVolumeClaim{
 		ObjectMeta: metav1.ObjectMeta{Name: v.Claim, Namespace: Namespace},
@@ -201,12 +217,9 @@ func (b *Bed) CreateStaticVolume(ctx context.Context, v StaticVolume) (*corev1.P
 		},
 	}
 	if _, err := b.Kube.CoreV1().PersistentVolumeClaims(Namespace).Create(ctx, pvc, metav1.CreateOptions{}); err != nil {
-		return nil, fmt.Errorf("create claim %s: %w", v.Claim, err)
+		return fmt.Errorf("create claim %s: %w", v.Claim, err)
 	}
-	if _, err := b.WaitClaimBound(ctx, v.Claim, v.PV); err != nil {
-		return nil, err
-	}
-	return b.Kube.CoreV1().PersistentVolumes().Get(ctx, v.PV, metav1.GetOptions{})
+	return nil
 }
 
 // CreatePod creates a pod in Namespace using the claim, as a StatefulSet

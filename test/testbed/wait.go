@@ -46,27 +46,25 @@ func isNotFound(err error) bool { return apierrors.IsNotFound(err) }
 // WaitPVAffinity waits until PV name exists with exactly the node affinity
 // of the given segments (no affinity at all for none) and returns it.
 func (b *Bed) WaitPVAffinity(ctx context.Context, name string, want ...Segment) (*corev1.PersistentVolume, error) {
-	var got *corev1.PersistentVolume
-	err := Poll(ctx, fmt.Sprintf("PV %s with affinity %s", name, DescribeSegments(want)), func(ctx context.Context) (bool, string) {
-		pv, err := b.Kube.CoreV1().PersistentVolumes().Get(ctx, name, metav1.GetOptions{})
-		if err != nil {
-			return false, err.Error()
-		}
-		if pv.DeletionTimestamp != nil {
-			return false, "being deleted"
-		}
-		got = pv
+	return b.waitPV(ctx, name, "with affinity "+DescribeSegments(want), func(pv *corev1.PersistentVolume) (bool, string) {
 		return AffinityEquals(pv.Spec.NodeAffinity, want), "affinity " + DescribeAffinity(pv.Spec.NodeAffinity)
 	})
-	return got, err
 }
 
 // WaitPVBound waits until PV name exists, not being deleted, in phase Bound
 // and returns it. A recreated PV starts out Pending until the PV binder of
 // kube-controller-manager binds it to its claim again.
 func (b *Bed) WaitPVBound(ctx context.Context, name string) (*corev1.PersistentVolume, error) {
+	return b.waitPV(ctx, name, "Bound", func(pv *corev1.PersistentVolume) (bool, string) {
+		return pv.Status.Phase == corev1.VolumeBound, fmt.Sprintf("phase %s", pv.Status.Phase)
+	})
+}
+
+// waitPV polls PV name until it exists, is not being deleted and done says
+// so; it returns the last copy seen.
+func (b *Bed) waitPV(ctx context.Context, name, what string, done func(*corev1.PersistentVolume) (bool, string)) (*corev1.PersistentVolume, error) {
 	var got *corev1.PersistentVolume
-	err := Poll(ctx, "PV "+name+" Bound", func(ctx context.Context) (bool, string) {
+	err := Poll(ctx, "PV "+name+" "+what, func(ctx context.Context) (bool, string) {
 		pv, err := b.Kube.CoreV1().PersistentVolumes().Get(ctx, name, metav1.GetOptions{})
 		if err != nil {
 			return false, err.Error()
@@ -75,7 +73,7 @@ func (b *Bed) WaitPVBound(ctx context.Context, name string) (*corev1.PersistentV
 			return false, "being deleted"
 		}
 		got = pv
-		return pv.Status.Phase == corev1.VolumeBound, fmt.Sprintf("phase %s", pv.Status.Phase)
+		return done(pv)
 	})
 	return got, err
 }
