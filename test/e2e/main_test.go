@@ -76,15 +76,6 @@ func startBed(t *testing.T, opts testbed.Options) *testbed.Bed {
 	return testbed.StartT(t, opts)
 }
 
-// testContext bounds a whole test generously; each wait inside is bounded
-// by its own deadline (see wait).
-func testContext(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // waitTimeout bounds one awaited outcome: generous, so a slow machine
 // does not fail a correct sidecar.
 const waitTimeout = 90 * time.Second
@@ -93,16 +84,9 @@ func within(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, waitTimeout)
 }
 
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// step logs a scenario step with the time since the test started, so a
-// slow run shows where the time went.
-func step(t *testing.T, began time.Time, format string, args ...any) {
-	t.Helper()
-	t.Logf("[%5.1fs] "+format, append([]any{time.Since(began).Seconds()}, args...)...)
-}
+// The test bed's helpers under the short names the tests use.
+var (
+	testContext = testbed.TestContext
+	must        = testbed.Must
+	step        = testbed.Step
+)

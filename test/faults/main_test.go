@@ -140,33 +140,12 @@ func (k *killSwitch) armed(t *testing.T) bool {
 	return strings.TrimSpace(string(b)) != ""
 }
 
-// testContext bounds a whole test generously.
-func testContext(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // waitTimeout bounds one awaited outcome: generous, so a loaded machine
 // does not fail a correct sidecar. Nothing asserts how long anything took.
 const waitTimeout = 2 * time.Minute
 
 func within(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, waitTimeout)
-}
-
-func must(t *testing.T, err error) {
-	t.Helper()
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// step logs a scenario step with the time since the test started.
-func step(t *testing.T, began time.Time, format string, args ...any) {
-	t.Helper()
-	t.Logf("[%6.1fs] "+format, append([]any{time.Since(began).Seconds()}, args...)...)
 }
 
 // tally is what the suite did, summed over its tests and printed at the
@@ -202,3 +181,10 @@ func (s *tally) print() {
 	fmt.Printf("fault suite (%s, %s): cases run %d, crashes injected %d, other faults injected %d, PVs repaired %d, PVs lost %d\n",
 		mode, time.Now().UTC().Format(time.RFC3339), s.cases, s.crashes, s.faults, s.repaired, s.lost)
 }
+
+// The test bed's helpers under the short names the tests use.
+var (
+	testContext = testbed.TestContext
+	must        = testbed.Must
+	step        = testbed.Step
+)
