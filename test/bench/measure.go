@@ -445,40 +445,27 @@ func (b *bed) burst(ctx context.Context, want int, firstNode int, timeout time.D
 // heapTop fetches a heap profile from the sidecar and returns the top of
 // `go tool pprof -top -inuse_space`: what was live at the last collection.
 func (b *bed) heapTop(ctx context.Context, out string) (string, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.sidecar.url+"/debug/pprof/heap?gc=1", nil)
-	if err != nil {
+	if err := b.fetchProfile(ctx, "heap?gc=1", out, nil); err != nil {
 		return "", err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return "", err
-	}
-	defer resp.Body.Close() //nolint:errcheck // read-only
-	f, err := os.Create(out)
-	if err != nil {
-		return "", err
-	}
-	if _, err := io.Copy(f, resp.Body); err != nil {
-		_ = f.Close()
-		return "", err
-	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	msg, err := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-inuse_space", "-nodecount=15", b.binary, out).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("go tool pprof: %v\n%s", err, msg)
-	}
-	return string(msg), nil
+	return b.pprofTop(ctx, out, "-inuse_space")
 }
 
-// profile fetches a CPU profile of seconds from the sidecar and returns the
-// top of `go tool pprof -top`.
+// profile fetches a CPU profile of seconds from the sidecar, running during
+// (when not nil) meanwhile, and returns the top of `go tool pprof -top`.
 func (b *bed) profile(ctx context.Context, seconds int, out string, during func()) (string, error) {
-	s := b.sidecar
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", s.url, seconds), nil)
-	if err != nil {
+	if err := b.fetchProfile(ctx, fmt.Sprintf("profile?seconds=%d", seconds), out, during); err != nil {
 		return "", err
+	}
+	return b.pprofTop(ctx, out)
+}
+
+// fetchProfile saves /debug/pprof/<what> of the sidecar to out; during, when
+// not nil, runs while the profile is taken and has ended when this returns.
+func (b *bed) fetchProfile(ctx context.Context, what, out string, during func()) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, b.sidecar.url+"/debug/pprof/"+what, nil)
+	if err != nil {
+		return err
 	}
 	done := make(chan struct{})
 	if during != nil {
@@ -489,21 +476,24 @@ func (b *bed) profile(ctx context.Context, seconds int, out string, during func(
 	resp, err := http.DefaultClient.Do(req)
 	<-done
 	if err != nil {
-		return "", err
+		return err
 	}
 	defer resp.Body.Close() //nolint:errcheck // read-only
 	f, err := os.Create(out)
 	if err != nil {
-		return "", err
+		return err
 	}
 	if _, err := io.Copy(f, resp.Body); err != nil {
 		_ = f.Close()
-		return "", err
+		return err
 	}
-	if err := f.Close(); err != nil {
-		return "", err
-	}
-	cmd := exec.CommandContext(ctx, "go", "tool", "pprof", "-top", "-nodecount=15", b.binary, out)
+	return f.Close()
+}
+
+// pprofTop returns the top 15 of `go tool pprof -top` over a saved profile.
+func (b *bed) pprofTop(ctx context.Context, out string, flags ...string) (string, error) {
+	args := append([]string{"tool", "pprof", "-top", "-nodecount=15"}, flags...)
+	cmd := exec.CommandContext(ctx, "go", append(args, b.binary, out)...)
 	cmd.Dir = filepath.Dir(out)
 	msg, err := cmd.CombinedOutput()
 	if err != nil {

@@ -3,15 +3,10 @@ package testbed
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 
-	authenticationv1 "k8s.io/api/authentication/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/tools/clientcmd"
-	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	"k8s.io/utils/ptr"
 )
 
 // controllerClusterRules are the cluster-wide permissions Piraeus gives the
@@ -77,21 +72,5 @@ func (b *Bed) controllerCredentials(ctx context.Context) (string, error) {
 	if err := create("role binding", err); err != nil {
 		return "", err
 	}
-	tok, err := cs.CoreV1().ServiceAccounts(ControllerNamespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
-		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](24 * 3600)},
-	}, metav1.CreateOptions{})
-	if err != nil {
-		return "", fmt.Errorf("token for service account %s/%s: %w", ControllerNamespace, name, err)
-	}
-	cfg := b.Cluster.RESTConfig()
-	kc := clientcmdapi.NewConfig()
-	kc.Clusters["e2e"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos[name] = &clientcmdapi.AuthInfo{Token: tok.Status.Token}
-	kc.Contexts["e2e"] = &clientcmdapi.Context{Cluster: "e2e", AuthInfo: name}
-	kc.CurrentContext = "e2e"
-	path := filepath.Join(b.Cluster.Dir(), "csi-controller.kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, path); err != nil {
-		return "", fmt.Errorf("kubeconfig %s: %w", path, err)
-	}
-	return path, nil
+	return b.serviceAccountKubeconfig(ctx, ControllerNamespace, name)
 }
