@@ -206,3 +206,14 @@ func getPV(ctx context.Context, t *testing.T, b *testbed.Bed, name string) *core
 	must(t, err)
 	return pv
 }
+
+// provisionOne provisions one claim through LINSTOR CSI and the
+// external-provisioner and returns its PV.
+func provisionOne(ctx context.Context, t *testing.T, b *testbed.Bed, c testbed.Claim) *corev1.PersistentVolume {
+	t.Helper()
+	wctx, cancel := within(ctx)
+	defer cancel()
+	pvs, err := b.ProvisionVolumes(wctx, c)
+	must(t, err)
+	return pvs[c.Name]
+}

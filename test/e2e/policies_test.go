@@ -26,14 +26,7 @@ func TestPoliciesAndExclusions(t *testing.T) {
 	createStorageClasses(ctx, t, b)
 
 	// Provisioned one at a time (see TestFreshlyProvisionedVolumesAreLeftAlone).
-	provision := func(c testbed.Claim) *corev1.PersistentVolume {
-		t.Helper()
-		wctx, cancel := within(ctx)
-		defer cancel()
-		pvs, err := b.ProvisionVolumes(wctx, c)
-		must(t, err)
-		return pvs[c.Name]
-	}
+	provision := func(c testbed.Claim) *corev1.PersistentVolume { return provisionOne(ctx, t, b, c) }
 	zoneVol := provision(testbed.Claim{Name: "zone-vol", StorageClass: "zone", Node: "n1"})
 	anyVol := provision(testbed.Claim{Name: "any-vol", StorageClass: "anywhere", Node: "n2"})
 	strictVol := provision(testbed.Claim{Name: "strict-vol", StorageClass: "strict", Node: "n1"})

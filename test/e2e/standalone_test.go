@@ -38,14 +38,7 @@ func TestStandaloneModeAsTheHelmChartRunsIt(t *testing.T) {
 	ctx := testContext(t, 5*time.Minute)
 	createStorageClasses(ctx, t, b)
 
-	provision := func(c testbed.Claim) *corev1.PersistentVolume {
-		t.Helper()
-		wctx, cancel := within(ctx)
-		defer cancel()
-		pvs, err := b.ProvisionVolumes(wctx, c)
-		must(t, err)
-		return pvs[c.Name]
-	}
+	provision := func(c testbed.Claim) *corev1.PersistentVolume { return provisionOne(ctx, t, b, c) }
 	strict := provision(testbed.Claim{Name: "sa-strict", StorageClass: "strict", Node: "n1"})
 	zone := provision(testbed.Claim{Name: "sa-zone", StorageClass: "zone", Node: "n2"})
 	hostZone := provision(testbed.Claim{Name: "sa-host-zone", StorageClass: "host-in-zone", Node: "n1"})
