@@ -19,6 +19,7 @@ import (
 	"github.com/kubernetes-csi/csi-lib-utils/leaderelection"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/informers"
 	"k8s.io/client-go/kubernetes"
@@ -97,8 +98,8 @@ func main() {
 	// resync period, like the informers' caches.
 	linstor := sidecar.NewBulkLinstor(lc, bulk, c.propertyNamespace, c.resyncRate)
 
-	// The PV cache is most of the heap: keep it compact (sidecar.CompactObject).
-	factory := informers.NewSharedInformerFactoryWithOptions(kube, c.resyncRate, informers.WithTransform(sidecar.CompactObject))
+	// managedFields are a third of a PV in memory and nothing here reads them.
+	factory := informers.NewSharedInformerFactoryWithOptions(kube, c.resyncRate, informers.WithTransform(stripManagedFields))
 	pvInformer := factory.Core().V1().PersistentVolumes()
 	scInformer := factory.Storage().V1().StorageClasses()
 	wake := make(chan struct{}, 1)
@@ -209,6 +210,14 @@ func connectDriver(ctx context.Context, c config) (*csiprobe.Client, csiprobe.In
 		case <-time.After(time.Second):
 		}
 	}
+}
+
+// stripManagedFields drops metadata.managedFields from cached objects.
+func stripManagedFields(obj any) (any, error) {
+	if m, ok := obj.(metav1.Object); ok {
+		m.SetManagedFields(nil)
+	}
+	return obj, nil
 }
 
 // defaultGCPercent trades a little CPU in the cycles that decode LINSTOR's
