@@ -7,8 +7,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
@@ -395,21 +393,4 @@ func findLogTime(path, msg string, since time.Time) (time.Time, bool) {
 		}
 	}
 	return found, !found.IsZero()
-}
-
-// buildSidecar builds the sidecar from this checkout into dir.
-func buildSidecar(ctx context.Context, dir string) (string, error) {
-	root, err := cluster.RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	out := filepath.Join(dir, "linstor-affinity-sidecar")
-	// As make build and the Dockerfile build it.
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./cmd/linstor-affinity-sidecar")
-	cmd.Dir = root
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build sidecar: %v\n%s", err, msg)
-	}
-	return out, nil
 }

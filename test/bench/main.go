@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/cluster"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/testbed"
 )
 
 type options struct {
@@ -90,7 +91,7 @@ func run(ctx context.Context, o options) error {
 	}
 	defer os.RemoveAll(tmp) //nolint:errcheck // best effort
 	logf("building the sidecar")
-	binary, err := buildSidecar(ctx, tmp)
+	binary, err := testbed.BuildSidecarWith(ctx, tmp, testbed.BuildOptions{Release: true})
 	if err != nil {
 		return err
 	}

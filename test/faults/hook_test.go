@@ -6,6 +6,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/testbed"
 )
 
 // TestProductionBinaryHasNoFaultHook builds the sidecar as `make build`
@@ -16,7 +18,7 @@ func TestProductionBinaryHasNoFaultHook(t *testing.T) {
 	skipShort(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	prod, err := buildSidecar(ctx, t.TempDir(), "", false)
+	prod, err := testbed.BuildSidecarWith(ctx, t.TempDir(), testbed.BuildOptions{Release: true})
 	must(t, err)
 	markers := [][]byte{[]byte(killFileEnv), []byte("Fault hook: killing the process")}
 	for path, wantHook := range map[string]bool{prod: false, sidecarBinary: true} {

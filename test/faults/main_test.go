@@ -5,14 +5,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/cluster"
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/testbed"
 )
 
@@ -60,42 +58,13 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir) //nolint:errcheck // best effort
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	if sidecarBinary, err = buildSidecar(ctx, dir, "faulthooks", os.Getenv(raceEnv) == "1"); err != nil {
+	if sidecarBinary, err = testbed.BuildSidecarWith(ctx, dir, testbed.BuildOptions{Tags: "faulthooks", Race: os.Getenv(raceEnv) == "1"}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	code := m.Run()
 	totals.print()
 	return code
-}
-
-// buildSidecar builds the sidecar from this checkout into dir with the given
-// build tags (space separated, may be empty), optionally with -race.
-func buildSidecar(ctx context.Context, dir, tags string, race bool) (string, error) {
-	root, err := cluster.RepoRoot()
-	if err != nil {
-		return "", err
-	}
-	name := testbed.SidecarBinaryName
-	if tags != "" {
-		name += "-" + strings.ReplaceAll(tags, " ", "-")
-	}
-	out := filepath.Join(dir, name)
-	args := []string{"build", "-o", out}
-	if tags != "" {
-		args = append(args, "-tags", tags)
-	}
-	env := append(os.Environ(), "CGO_ENABLED=0")
-	if race {
-		args = append(args, "-race")
-		env = append(os.Environ(), "CGO_ENABLED=1")
-	}
-	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/linstor-affinity-sidecar")...)
-	cmd.Dir, cmd.Env = root, env
-	if msg, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build the sidecar (tags %q, race %v): %w\n%s", tags, race, err, msg)
-	}
-	return out, nil
 }
 
 // skipShort skips the suite under -short.
