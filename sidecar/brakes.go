@@ -3,6 +3,7 @@ package sidecar
 import (
 	"crypto/sha256"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -176,19 +177,25 @@ func (b *Brakes) takeRepairSlot(name string, now time.Time) bool {
 }
 
 // RepairDone tells the rate limit that the repair of PV name, allowed by the
-// last Apply, ended at at. The repair then counts from that moment: the
+// last Apply, ended at at; ok says whether it succeeded. A failed repair
+// wrote nothing that stays and gives its slot back, so one PV that always
+// fails never takes the slots of the others. The repair then counts from that moment: the
 // bound holds for the writes themselves, in any sliding minute, however long
 // each repair took after its cycle allowed it (counting from the cycle alone
 // would let the last writes of one batch and the first of the next, a minute
 // later, share a minute).
-func (b *Brakes) RepairDone(name string, at time.Time) {
+func (b *Brakes) RepairDone(name string, at time.Time, ok bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	s, ok := b.pending[name]
-	if !ok {
+	s, found := b.pending[name]
+	if !found {
 		return
 	}
 	delete(b.pending, name)
+	if !ok {
+		b.recent = slices.DeleteFunc(b.recent, func(r *repairSlot) bool { return r == s })
+		return
+	}
 	if at.After(s.at) {
 		s.at = at
 	}

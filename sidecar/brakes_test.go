@@ -131,7 +131,7 @@ func TestRepairRateLimitCountsARepairFromWhenItEnded(t *testing.T) {
 	}
 	for i, a := range first.Allowed {
 		// The writes end over the 5 seconds after the cycle allowed them.
-		b.RepairDone(a.Name, start.Add(time.Duration(i+1)*500*time.Millisecond))
+		b.RepairDone(a.Name, start.Add(time.Duration(i+1)*500*time.Millisecond), true)
 	}
 	if res := b.Apply(replaceActions(20, "n1"), 1000, start.Add(61*time.Second)); len(res.Allowed) != 2 {
 		t.Fatalf("61 s after the cycle, 1 s after the 2nd write: %d allowed, want 2 (writes that ended more than a minute ago)", len(res.Allowed))
@@ -143,9 +143,9 @@ func TestRepairRateLimitCountsARepairFromWhenItEnded(t *testing.T) {
 	// and an end reported for a PV the limit did not let through is ignored.
 	late := start.Add(10 * time.Minute)
 	b.Apply(replaceActions(10, "n2"), 1000, late)
-	b.RepairDone("no-such-pv", late.Add(30*time.Second))
+	b.RepairDone("no-such-pv", late.Add(30*time.Second), true)
 	b.Apply(nil, 1000, late.Add(time.Second))
-	b.RepairDone("pv-000", late.Add(50*time.Second)) // too late: a later cycle came in between
+	b.RepairDone("pv-000", late.Add(50*time.Second), true) // too late: a later cycle came in between
 	if res := b.Apply(replaceActions(10, "n3"), 1000, late.Add(61*time.Second)); len(res.Allowed) != 10 {
 		t.Fatalf("%d allowed a minute after repairs that never reported an end, want 10", len(res.Allowed))
 	}

@@ -51,6 +51,8 @@ const (
 	ReasonInvalidSavedState  Reason = "invalid-saved-state"
 	ReasonInterruptedReplace Reason = "interrupted-replace"
 	ReasonStaleSavedState    Reason = "stale-saved-state"
+	ReasonNoStorageClass     Reason = "no-storage-class"
+	ReasonDuplicateHandle    Reason = "duplicate-handle"
 )
 
 // Config holds what decisions depend on besides the objects themselves.
@@ -75,7 +77,22 @@ type Input struct {
 	Nodes map[string]Segment
 	// StorageClass is the one the PV names, nil when it names none or it is gone.
 	StorageClass *storagev1.StorageClass
-	Now          time.Time
+	// Slot is what the saved-state property of the PV's volume definition
+	// holds when that is not this PV's own saved state: a replace writes
+	// there, so it must not start while the slot is taken.
+	Slot Slot
+	Now  time.Time
+}
+
+// Slot describes a volume definition's saved-state property (the "slot" a
+// replace parks its PV in) as seen by a PV that does not own it.
+type Slot struct {
+	// Owner is the PV whose saved state the slot holds ("" when none).
+	Owner string
+	// Unreadable is why the slot's text could not be read as a saved PV (nil
+	// when it could, or when the slot is empty). Such text may be a PV
+	// somebody still needs; it is never written over.
+	Unreadable error
 }
 
 // Action is a decision: what to do about one PV and why.
@@ -164,7 +181,36 @@ func Decide(in Input, cfg Config) Action {
 	}
 	decision := decideTopology(in, cfg, ref, rd)
 	decision.Ref = ref
+	if decision.Kind == KindReplace {
+		return holdForSlot(in, decision)
+	}
 	return decision
+}
+
+// holdForSlot keeps a replace from starting while its volume definition's
+// saved-state slot holds something other than nothing: another PV's saved
+// state (two PVs with one volume handle take turns, so one's save never
+// overwrites the other's and one's clear never deletes the other's) or text
+// that is not a saved PV at all (it is left for a person to look at).
+func holdForSlot(in Input, a Action) Action {
+	loc := "volume-definition " + a.Ref.String()
+	switch {
+	case in.Slot.Unreadable != nil:
+		held := warn(in, ReasonInvalidSavedState,
+			"not repairing: %s holds a saved state that cannot be read (%v); it may be a PV someone still needs, so it is never written over. "+
+				"Look at it with `linstor volume-definition list-properties %s %d`, keep a copy if it is a PV, then remove it with "+
+				"`linstor volume-definition set-property %s %d %s` (no value)",
+			loc, in.Slot.Unreadable, a.Ref.RD, a.Ref.Volume, a.Ref.RD, a.Ref.Volume, SavedPVKey)
+		held.Ref = a.Ref
+		return held
+	case in.Slot.Owner != "" && in.Slot.Owner != a.Name:
+		held := warn(in, ReasonDuplicateHandle,
+			"waits: PV %s shares volume %s and its replace is under way (saved state on %s); PVs that share a volume are repaired one after the other",
+			in.Slot.Owner, a.Ref, loc)
+		held.Ref = a.Ref
+		return held
+	}
+	return a
 }
 
 func decideTopology(in Input, cfg Config, ref VolumeRef, rd *RDView) Action {
@@ -179,6 +225,9 @@ func decideTopology(in Input, cfg Config, ref VolumeRef, rd *RDView) Action {
 		return none(in, ReasonNoVD, "resource definition %s has no volume %d", ref.RD, ref.Volume)
 	}
 	policy, source, err := ResolvePolicy(pv, in.StorageClass, cfg.DefaultPolicy)
+	if errors.Is(err, ErrNoStorageClass) {
+		return warn(in, ReasonNoStorageClass, "not repairing: %v", err)
+	}
 	if errors.Is(err, ErrStorageClassMissing) {
 		return warn(in, ReasonMissingSC, "cannot tell the remote access policy: %v", err)
 	}

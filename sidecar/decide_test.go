@@ -37,6 +37,8 @@ var fxStorageClasses = map[string]*storagev1.StorageClass{
 	"zonal":    mkSC("zonal", map[string]string{allowParam: zoneRule}),
 	"anywhere": mkSC("anywhere", map[string]string{allowParam: "true"}),
 	"broken":   mkSC("broken", map[string]string{allowParam: "maybe"}),
+	// default-sc sets no policy: LINSTOR CSI's default applies.
+	"default-sc": mkSC("default-sc", nil),
 }
 
 // fxRD is pvc-1 with diskful replicas on n1 and n2 and a tie breaker on n3.
@@ -53,6 +55,8 @@ func fxInput(pv *corev1.PersistentVolume) Input {
 	}
 	return in
 }
+
+func withSlot(in Input, s Slot) Input { in.Slot = s; return in }
 
 type decideCase struct {
 	name string
@@ -130,7 +134,33 @@ func TestDecide(t *testing.T) {
 			in:   fxInput(mkPV("pv", "pvc-1", withSC("anywhere"))),
 			kind: KindNone, why: ReasonInSync},
 		{name: "default policy without affinity is in sync",
-			in:   fxInput(mkPV("pv", "pvc-1")),
+			in:   fxInput(mkPV("pv", "pvc-1", withSC("default-sc"))),
+			kind: KindNone, why: ReasonInSync},
+
+		// No StorageClass and no policy on the PV: a static PV, maybe pinned by
+		// hand to its only replica. It once got the driver default and lost
+		// its affinity although nothing had moved.
+		{name: "no storage class and no policy on the PV is skipped with a warning",
+			in:   fxInput(mkPV("pv", "pvc-1", withAffinity(affinityOf(host("n1"))))),
+			kind: KindNone, why: ReasonNoStorageClass, warn: true},
+		{name: "no storage class but an override annotation is repaired",
+			in: fxInput(mkPV("pv", "pvc-1", withAnnotation("override.piraeus.io/p", "false"),
+				withAffinity(affinityOf(host("n1"))))),
+			cfg:  &noGrace,
+			kind: KindReplace, why: ReasonDrifted, want: []Segment{host("n1"), host("n2")}},
+
+		// The volume definition's saved-state slot is not free.
+		{name: "drifted PV waits while another PV's saved state holds its slot",
+			in:   withSlot(fxInput(mkPV("pv", "pvc-1", withSC("local"), withAffinity(affinityOf(host("n4"))))), Slot{Owner: "other-pv"}),
+			cfg:  &noGrace,
+			kind: KindNone, why: ReasonDuplicateHandle, warn: true, ref: ref},
+		{name: "drifted PV is not repaired over an unreadable saved state",
+			in: withSlot(fxInput(mkPV("pv", "pvc-1", withSC("local"), withAffinity(affinityOf(host("n4"))))),
+				Slot{Unreadable: errors.New("saved PV is not valid JSON")}),
+			cfg:  &noGrace,
+			kind: KindNone, why: ReasonInvalidSavedState, warn: true, ref: ref},
+		{name: "in-sync PV is in sync whatever its slot holds",
+			in:   withSlot(fxInput(mkPV("pv", "pvc-1", withSC("local"), withAffinity(n1n2))), Slot{Owner: "other-pv"}),
 			kind: KindNone, why: ReasonInSync},
 		{name: "storage class missing but annotation gives the policy",
 			in: fxInput(mkPV("pv", "pvc-1", withSC("gone"), withAnnotation("override.piraeus.io/x", "false"),

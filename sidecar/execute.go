@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -37,7 +38,17 @@ type StateStore interface {
 	SaveState(ctx context.Context, ref VolumeRef, pvJSON string) error
 	// ClearState removes a saved state from where it was found.
 	ClearState(ctx context.Context, s *SavedState) error
+	// LoadState reads a saved-state property live, "" when it is not set:
+	// the legacy one on the resource definition, or the volume definition's.
+	LoadState(ctx context.Context, ref VolumeRef, legacy bool) (string, error)
 }
+
+// RetainedFromAnnotation is set by the replace's retain step, next to
+// Retain and skip-reclaim, to the reclaim policy the PV had before. It marks
+// Retain as the sidecar's own doing, so undoing an interrupted replace puts
+// back exactly the policy of before, even on a PV that already carried
+// skip-reclaim (set by a user, or left by an old upstream version).
+const RetainedFromAnnotation = "linstor-affinity-sidecar.piraeus.io/reclaim-policy-before-replace"
 
 // Outcome is what an executed action left behind: the PV as the API server
 // returned it after the last write, so the loop can wait for its informer to
@@ -46,6 +57,9 @@ type Outcome struct {
 	PV *corev1.PersistentVolume
 	// Method says how the PV was repaired ("recreate"), empty when no repair.
 	Method string
+	// Wrote is set once the action wrote to the PV (patch, delete, create),
+	// also when it then failed: the informer's copy is behind from then on.
+	Wrote bool
 }
 
 // Executor carries out decisions against the API server and LINSTOR. Every call
@@ -99,21 +113,20 @@ func (e *Executor) Execute(ctx context.Context, a Action) (Outcome, error) {
 		}
 		if inPlace {
 			out, err := e.replaceInPlace(ctx, a)
-			if err == nil || e.Method == MethodInPlace || !apierrors.IsInvalid(err) {
+			if err == nil || e.Method == MethodInPlace || !IsAffinityImmutable(err) {
 				return out, err
 			}
-			klog.InfoS("API server refused the in-place update; recreating instead", "pv", a.Name, "err", err)
+			klog.InfoS("API server refused the in-place update: node affinity is immutable here; recreating instead", "pv", a.Name, "err", err)
 		}
 		return e.replace(ctx, a)
-	case KindRecreate:
-		return e.recreate(ctx, a.Saved, a.PV)
-	case KindClearSaved:
-		return e.settle(ctx, a.Saved, a.PV)
+	case KindRecreate, KindClearSaved:
+		return e.finishSaved(ctx, a.Saved)
 	}
 	return Outcome{}, nil
 }
 
-// replace is the crash-safe recreate: save state, retain, delete, strip
+// replace is the crash-safe recreate: check that the API server would take
+// both the delete and the replacement, save state, retain, delete, strip
 // finalizers, create, clear state.
 func (e *Executor) replace(ctx context.Context, a Action) (Outcome, error) {
 	old := a.PV
@@ -122,27 +135,150 @@ func (e *Executor) replace(ctx context.Context, a Action) (Outcome, error) {
 	if err != nil {
 		return Outcome{}, err
 	}
+	if err := e.preflight(ctx, old, replacement); err != nil {
+		return Outcome{}, fmt.Errorf("pv %s: %w", old.Name, err)
+	}
+	if err := e.claimSlot(ctx, a.Ref, old.Name); err != nil {
+		return Outcome{}, fmt.Errorf("pv %s: %w", old.Name, err)
+	}
 	if err := e.saveState(ctx, a.Ref, raw); err != nil {
 		return Outcome{}, fmt.Errorf("pv %s: save state on volume-definition %s: %w", old.Name, a.Ref, err)
 	}
 	if err := e.done(StepSaveState, old.Name); err != nil {
 		return Outcome{}, err
 	}
+	saved := &SavedState{Ref: a.Ref, PV: replacement, Raw: raw}
+	if err := e.ownSlot(ctx, saved); err != nil {
+		return Outcome{}, fmt.Errorf("pv %s: %w", old.Name, err)
+	}
+	out := Outcome{Wrote: true}
 	retained, err := e.retain(ctx, old)
 	if err != nil {
-		return Outcome{}, fmt.Errorf("pv %s: set reclaim policy Retain: %w", old.Name, err)
+		return out, fmt.Errorf("pv %s: set reclaim policy Retain: %w", old.Name, err)
 	}
 	if err := e.done(StepRetain, old.Name); err != nil {
-		return Outcome{}, err
+		return out, err
+	}
+	// The last look before the step that cannot be taken back: a write to
+	// the slot that LINSTOR held back (another instance's, sent before it
+	// died) may have landed since. Without our state there, a failed create
+	// would leave no copy of the PV.
+	if err := e.ownSlot(ctx, saved); err != nil {
+		if patch := e.restorePatch(replacement, retained); patch != nil {
+			if _, perr := e.mergePatch(ctx, old.Name, patch); perr != nil {
+				err = fmt.Errorf("%w; undoing the retain: %v", err, perr)
+			}
+		}
+		return out, fmt.Errorf("pv %s: %w", old.Name, err)
 	}
 	if err := e.deleteExact(ctx, retained); err != nil {
-		return Outcome{}, fmt.Errorf("pv %s: delete: %w", old.Name, err)
+		return out, fmt.Errorf("pv %s: delete: %w", old.Name, err)
 	}
 	if err := e.done(StepDelete, old.Name); err != nil {
-		return Outcome{}, err
+		return out, err
 	}
-	saved := &SavedState{Ref: a.Ref, PV: replacement}
-	return e.recreate(ctx, saved, retained)
+	out, err = e.recreate(ctx, saved, retained)
+	out.Wrote = true
+	return out, err
+}
+
+// preflight asks the API server, by server-side dry runs, whether it would
+// accept the two writes a replace cannot take back: deleting the old PV and
+// creating its replacement. A validating webhook or admission policy that
+// refuses either, or a replacement the API server finds invalid (a bad key
+// from an override policy), is found before anything is written. The dry
+// run of the create uses a generated name, since the old PV still holds its
+// own.
+func (e *Executor) preflight(ctx context.Context, old, replacement *corev1.PersistentVolume) error {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	err := e.Kube.CoreV1().PersistentVolumes().Delete(cctx, old.Name, metav1.DeleteOptions{
+		DryRun:        []string{metav1.DryRunAll},
+		Preconditions: &metav1.Preconditions{UID: &old.UID},
+	})
+	if err != nil {
+		return fmt.Errorf("the API server would refuse to delete it (server-side dry run); not starting the replace: %w", err)
+	}
+	probe := replacement.DeepCopy()
+	probe.GenerateName = dryRunNamePrefix(old.Name)
+	probe.Name, probe.ResourceVersion, probe.UID = "", "", ""
+	probe.Status = corev1.PersistentVolumeStatus{}
+	if _, err := e.Kube.CoreV1().PersistentVolumes().Create(cctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
+		return fmt.Errorf("the API server would refuse the replacement PV (server-side dry run); not starting the replace: %w", err)
+	}
+	return nil
+}
+
+// dryRunNamePrefix is the generateName of a dry-run replacement: the PV's
+// name, cut so the generated name stays a valid object name.
+func dryRunNamePrefix(name string) string {
+	const max = 240
+	if len(name) > max {
+		name = name[:max]
+	}
+	return name + "-"
+}
+
+// claimSlot reads the volume definition's saved-state slot live right before
+// the save: it must be empty. Anything there is another replace's (a PV
+// sharing this volume, the upstream controller, another instance) or text
+// nobody can read; writing over it could lose the only copy of a PV.
+func (e *Executor) claimSlot(ctx context.Context, ref VolumeRef, name string) error {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	raw, err := e.State.LoadState(cctx, ref, false)
+	if err != nil {
+		return fmt.Errorf("read the saved-state slot of volume-definition %s: %w", ref, err)
+	}
+	if raw == "" {
+		return nil
+	}
+	owner := "text that is not a saved PV"
+	if pv, err := DecodeSavedPV(raw); err == nil {
+		owner = "the saved state of PV " + pv.Name
+	}
+	return fmt.Errorf("%w: volume-definition %s holds %s; not starting a replace of %s", ErrSlotTaken, ref, owner, name)
+}
+
+// ownSlot checks that the slot holds exactly the state this replace saved.
+func (e *Executor) ownSlot(ctx context.Context, s *SavedState) error {
+	still, err := e.stateUnchanged(ctx, s)
+	if err != nil {
+		return fmt.Errorf("read back the saved state on %s: %w", s.Location(), err)
+	}
+	if !still {
+		return fmt.Errorf("%w: %s no longer holds the state this replace saved (another write landed); stopping before the delete", ErrSlotTaken, s.Location())
+	}
+	return nil
+}
+
+// ErrSlotTaken marks a replace not started because the volume's saved-state
+// slot was in use.
+var ErrSlotTaken = errors.New("saved-state slot in use")
+
+// IsAffinityImmutable reports whether err is the API server's refusal to
+// change spec.nodeAffinity of an existing PV (no MutablePVNodeAffinity):
+// the one refusal after which a recreate may stand in for an in-place
+// update. Any other refusal (a webhook, an admission policy, a bad value)
+// would refuse the recreate too, or says something a person must see.
+func IsAffinityImmutable(err error) bool {
+	if !apierrors.IsInvalid(err) {
+		return false
+	}
+	var status apierrors.APIStatus
+	if !errors.As(err, &status) || status.Status().Details == nil {
+		return false
+	}
+	causes := status.Status().Details.Causes
+	if len(causes) == 0 {
+		return false
+	}
+	for _, c := range causes {
+		if !strings.HasSuffix(c.Field, "nodeAffinity") || !strings.Contains(c.Message, "immutable") {
+			return false
+		}
+	}
+	return true
 }
 
 func (e *Executor) saveState(ctx context.Context, ref VolumeRef, raw string) error {
@@ -159,7 +295,10 @@ func (e *Executor) retain(ctx context.Context, pv *corev1.PersistentVolume) (*co
 		"metadata": map[string]any{
 			"uid":             pv.UID,
 			"resourceVersion": pv.ResourceVersion,
-			"annotations":     map[string]any{e.SkipReclaimAnnotation(): "true"},
+			"annotations": map[string]any{
+				e.SkipReclaimAnnotation(): "true",
+				RetainedFromAnnotation:    string(pv.Spec.PersistentVolumeReclaimPolicy),
+			},
 		},
 		"spec": map[string]any{"persistentVolumeReclaimPolicy": corev1.PersistentVolumeReclaimRetain},
 	}
@@ -239,6 +378,49 @@ func editedBesidesFinalizers(was, now *corev1.PersistentVolume) string {
 	return ""
 }
 
+// finishSaved finishes or undoes a replace from its saved state, deciding
+// on the PV and the slot as the API server and LINSTOR have them now, not
+// on the informer's copy, which can be seconds old: a PV the copy shows
+// alive may have been deleted by the interrupted replace, and one it shows
+// untouched may still carry Retain and skip-reclaim. Missing or
+// terminating: recreate it. Alive: undo the replace's retain, then clear.
+func (e *Executor) finishSaved(ctx context.Context, s *SavedState) (Outcome, error) {
+	name := s.PV.Name
+	still, err := e.stateUnchanged(ctx, s)
+	if err != nil {
+		return Outcome{}, fmt.Errorf("pv %s: read saved state on %s: %w", name, s.Location(), err)
+	}
+	live, err := e.get(ctx, name)
+	switch {
+	case apierrors.IsNotFound(err):
+		live = nil
+	case err != nil:
+		return Outcome{}, fmt.Errorf("pv %s: read it before using its saved state: %w", name, err)
+	}
+	if !still {
+		// Someone (another instance, the upstream controller) finished or
+		// replaced the state since the view was read: decide again.
+		klog.InfoS("Saved state changed since it was read; deciding again next cycle", "pv", name, "location", s.Location())
+		return Outcome{PV: live}, nil
+	}
+	if live == nil || live.DeletionTimestamp != nil {
+		return e.recreate(ctx, s, live)
+	}
+	return e.settle(ctx, s, live)
+}
+
+// stateUnchanged reads the saved-state property live and reports whether it
+// still holds exactly the text s was read from.
+func (e *Executor) stateUnchanged(ctx context.Context, s *SavedState) (bool, error) {
+	cctx, cancel := e.call(ctx)
+	defer cancel()
+	raw, err := e.State.LoadState(cctx, s.Ref, s.Legacy)
+	if err != nil {
+		return false, err
+	}
+	return raw == s.Raw, nil
+}
+
 // recreate finishes a replace from its saved state: make sure the old PV is
 // gone (stripping its finalizers if it is stuck terminating), create the
 // replacement, clear the saved state. old is the deleted (or terminating) PV,
@@ -249,46 +431,49 @@ func (e *Executor) recreate(ctx context.Context, s *SavedState, old *corev1.Pers
 
 func (e *Executor) recreateOnce(ctx context.Context, s *SavedState, old *corev1.PersistentVolume, retry bool) (Outcome, error) {
 	name := s.PV.Name
+	out := Outcome{}
 	if old != nil {
 		if err := e.stripFinalizers(ctx, old); err != nil {
-			return Outcome{}, fmt.Errorf("pv %s: remove finalizers: %w", name, err)
+			return out, fmt.Errorf("pv %s: remove finalizers: %w", name, err)
 		}
+		out.Wrote = len(old.Finalizers) > 0
 		if err := e.done(StepStripFinalizers, name); err != nil {
-			return Outcome{}, err
+			return out, err
 		}
 		if err := e.waitGone(ctx, old); err != nil {
-			return Outcome{}, fmt.Errorf("pv %s: wait for deletion: %w", name, err)
+			return out, fmt.Errorf("pv %s: wait for deletion: %w", name, err)
 		}
 	}
 	created, err := e.create(ctx, s.PV)
 	if apierrors.IsAlreadyExists(err) {
-		// Someone (a stale cache here, or another controller) was quicker. Look
+		// Someone (another instance, another controller) was quicker. Look
 		// at what is there and finish from that instead.
 		current, gerr := e.get(ctx, name)
 		if gerr != nil {
-			return Outcome{}, fmt.Errorf("pv %s: exists, but cannot read it: %w", name, gerr)
+			return out, fmt.Errorf("pv %s: exists, but cannot read it: %w", name, gerr)
 		}
 		if current.DeletionTimestamp == nil {
-			return e.settle(ctx, s, current)
+			settled, err := e.settle(ctx, s, current)
+			settled.Wrote = settled.Wrote || out.Wrote
+			return settled, err
 		}
 		if !retry {
-			return Outcome{}, fmt.Errorf("pv %s: create replacement: %w", name, err)
+			return out, fmt.Errorf("pv %s: create replacement: %w", name, err)
 		}
 		return e.recreateOnce(ctx, s, current, false)
 	}
+	out.Wrote = true // a failed create may have been applied all the same
 	if err != nil {
-		return Outcome{}, fmt.Errorf("pv %s: create replacement: %w", name, err)
+		return out, fmt.Errorf("pv %s: create replacement: %w", name, err)
 	}
+	out.PV, out.Method = created, string(MethodRecreate)
 	if err := e.done(StepCreate, name); err != nil {
-		return Outcome{}, err
+		return out, err
 	}
 	if err := e.clearState(ctx, s); err != nil {
-		return Outcome{PV: created, Method: string(MethodRecreate)}, fmt.Errorf("pv %s: clear saved state on %s: %w", name, s.Location(), err)
+		return out, fmt.Errorf("pv %s: clear saved state on %s: %w", name, s.Location(), err)
 	}
-	if err := e.done(StepClearState, name); err != nil {
-		return Outcome{PV: created, Method: string(MethodRecreate)}, err
-	}
-	return Outcome{PV: created, Method: string(MethodRecreate)}, nil
+	return out, e.done(StepClearState, name)
 }
 
 func (e *Executor) stripFinalizers(ctx context.Context, pv *corev1.PersistentVolume) error {
@@ -347,19 +532,32 @@ func (e *Executor) get(ctx context.Context, name string) (*corev1.PersistentVolu
 	return e.Kube.CoreV1().PersistentVolumes().Get(cctx, name, metav1.GetOptions{})
 }
 
+// clearState removes the saved state, but only while LINSTOR still holds
+// exactly the text it was read as: a state someone wrote since (a PV sharing
+// the volume, the upstream controller) is not ours to remove.
 func (e *Executor) clearState(ctx context.Context, s *SavedState) error {
+	still, err := e.stateUnchanged(ctx, s)
+	if err != nil {
+		return err
+	}
+	if !still {
+		klog.InfoS("Saved state changed since it was written or read; leaving it", "pv", s.Name(), "location", s.Location())
+		return nil
+	}
 	cctx, cancel := e.call(ctx)
 	defer cancel()
 	return e.State.ClearState(cctx, s)
 }
 
-// settle handles saved state next to a live PV: the replace never got as far
-// as deleting it (or the replacement exists already). Whatever the replace did
-// to the live PV to keep its volume safe is undone, then the state is cleared;
-// the next cycle decides afresh whether the PV still needs a replace.
+// settle handles saved state next to a live PV (read from the API server
+// just before): the replace never got as far as deleting it, or the
+// replacement exists already. Whatever the replace did to the live PV to
+// keep its volume safe is undone, then the state is cleared; the next cycle
+// decides afresh whether the PV still needs a replace.
 func (e *Executor) settle(ctx context.Context, s *SavedState, live *corev1.PersistentVolume) (Outcome, error) {
 	out := Outcome{PV: live}
 	if patch := e.restorePatch(s.PV, live); patch != nil {
+		out.Wrote = true
 		restored, err := e.mergePatch(ctx, live.Name, patch)
 		if err != nil {
 			return out, fmt.Errorf("pv %s: restore reclaim policy: %w", live.Name, err)
@@ -377,42 +575,57 @@ func (e *Executor) settle(ctx context.Context, s *SavedState, live *corev1.Persi
 	return out, e.done(StepClearState, live.Name)
 }
 
-// restorePatch returns the merge patch that gives the live PV back the reclaim
-// policy and skip-reclaim annotation of the saved replacement, or nil when
-// they agree already.
+// restorePatch returns the merge patch that undoes the retain step of an
+// interrupted replace on the live PV, or nil when there is nothing to undo.
 //
-// The reclaim policy is only restored when the live PV carries the mark of
-// the replace's retain step (skip-reclaim "true", which the saved replacement
-// lacks): only then is Retain known to be the sidecar's own doing. Without
-// the mark the retain step never ran, or someone undid it, and the policy on
-// the live PV is the user's; setting it back to the saved (older) value could
-// turn a Retain the user chose into Delete.
+// When the live PV carries RetainedFromAnnotation, this sidecar's retain
+// step ran: the reclaim policy goes back to the one the annotation recorded
+// (unless someone changed it from Retain since: then theirs stays), the
+// skip-reclaim annotation back to what the saved replacement has (which is
+// what the PV had before), and the mark goes.
+//
+// Without the mark (a replace of the upstream controller, or of an older
+// version of this sidecar) the reclaim policy is only restored when the live
+// PV carries skip-reclaim "true" and the saved replacement does not: only
+// then is Retain known to be the replace's doing. Otherwise the policy on
+// the live PV may be the user's; setting it back to the saved (older) value
+// could turn a Retain the user chose into Delete.
 func (e *Executor) restorePatch(saved, live *corev1.PersistentVolume) map[string]any {
 	key := e.SkipReclaimAnnotation()
 	savedValue, savedHas := saved.Annotations[key]
 	liveValue, liveHas := live.Annotations[key]
+	before, marked := live.Annotations[RetainedFromAnnotation]
 	annotationDiffers := savedHas != liveHas || savedValue != liveValue
-	retainedByUs := liveValue == "true" && savedValue != "true" &&
-		live.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimRetain
-	policyDiffers := retainedByUs && saved.Spec.PersistentVolumeReclaimPolicy != live.Spec.PersistentVolumeReclaimPolicy
-	if !retainedByUs && saved.Spec.PersistentVolumeReclaimPolicy != live.Spec.PersistentVolumeReclaimPolicy {
+	isRetain := live.Spec.PersistentVolumeReclaimPolicy == corev1.PersistentVolumeReclaimRetain
+	var want corev1.PersistentVolumeReclaimPolicy
+	switch {
+	case marked && isRetain && before != "":
+		want = corev1.PersistentVolumeReclaimPolicy(before)
+	case !marked && isRetain && liveValue == "true" && savedValue != "true":
+		want = saved.Spec.PersistentVolumeReclaimPolicy
+	}
+	policyDiffers := want != "" && want != live.Spec.PersistentVolumeReclaimPolicy
+	if want == "" && saved.Spec.PersistentVolumeReclaimPolicy != live.Spec.PersistentVolumeReclaimPolicy {
 		klog.InfoS("Keeping the reclaim policy a user set during an interrupted replace", "pv", live.Name,
 			"reclaimPolicy", live.Spec.PersistentVolumeReclaimPolicy, "saved", saved.Spec.PersistentVolumeReclaimPolicy)
 	}
-	if !annotationDiffers && !policyDiffers {
+	if !annotationDiffers && !policyDiffers && !marked {
 		return nil
 	}
-	meta := map[string]any{"uid": live.UID, "resourceVersion": live.ResourceVersion}
+	annotations := map[string]any{}
 	if annotationDiffers {
 		if savedHas {
-			meta["annotations"] = map[string]any{key: savedValue}
+			annotations[key] = savedValue
 		} else {
-			meta["annotations"] = map[string]any{key: nil}
+			annotations[key] = nil
 		}
 	}
-	patch := map[string]any{"metadata": meta}
+	if marked {
+		annotations[RetainedFromAnnotation] = nil
+	}
+	patch := map[string]any{"metadata": map[string]any{"uid": live.UID, "resourceVersion": live.ResourceVersion, "annotations": annotations}}
 	if policyDiffers {
-		patch["spec"] = map[string]any{"persistentVolumeReclaimPolicy": saved.Spec.PersistentVolumeReclaimPolicy}
+		patch["spec"] = map[string]any{"persistentVolumeReclaimPolicy": want}
 	}
 	return patch
 }

@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -34,6 +35,9 @@ type exBed struct {
 	fl      *fakelinstor.FakeLinstor
 	lc      *lapi.Client
 	linstor *Linstor
+	// deny plays an admission policy for dry runs ("create", "delete").
+	deny    func(verb string, pv *corev1.PersistentVolume) error
+	dryRuns []string
 }
 
 func newExBed(t *testing.T) *exBed {
@@ -49,6 +53,7 @@ func newExBed(t *testing.T) *exBed {
 		t.Fatal(err)
 	}
 	b := &exBed{t: t, kube: fake.NewClientset(), fl: fl, lc: lc, linstor: NewLinstor(lc, NamespaceTopology)}
+	b.kube.PrependReactor("*", "persistentvolumes", b.dryRun)
 	for _, n := range []string{"n1", "n2", "n3", "n4"} {
 		b.must(lc.Nodes.Create(context.Background(), lapi.Node{Name: n, Type: "SATELLITE", Props: map[string]string{
 			NamespaceTopology + "/" + HostnameKey:              n,
@@ -56,6 +61,56 @@ func newExBed(t *testing.T) *exBed {
 		}}))
 	}
 	return b
+}
+
+// dryRun answers server-side dry runs of PV creates and deletes as the API
+// server does (validate, apply nothing), which the fake clientset's tracker
+// would otherwise carry out. deny, when set, plays an admission policy.
+func (b *exBed) dryRun(a k8stesting.Action) (bool, runtime.Object, error) {
+	switch act := a.(type) {
+	case k8stesting.CreateActionImpl:
+		if len(act.CreateOptions.DryRun) == 0 {
+			return false, nil, nil
+		}
+		b.dryRuns = append(b.dryRuns, "create")
+		pv := act.GetObject().(*corev1.PersistentVolume)
+		if pv.Name == "" && pv.GenerateName == "" {
+			return true, nil, apierrors.NewInvalid(schema.GroupKind{Kind: "PersistentVolume"}, "", nil)
+		}
+		if b.deny != nil {
+			if err := b.deny("create", pv); err != nil {
+				return true, nil, err
+			}
+		}
+		return true, pv, nil
+	case k8stesting.DeleteActionImpl:
+		if len(act.DeleteOptions.DryRun) == 0 {
+			return false, nil, nil
+		}
+		b.dryRuns = append(b.dryRuns, "delete")
+		obj, err := b.kube.Tracker().Get(act.GetResource(), "", act.GetName())
+		if err != nil {
+			return true, nil, err
+		}
+		if b.deny != nil {
+			if err := b.deny("delete", obj.(*corev1.PersistentVolume)); err != nil {
+				return true, nil, err
+			}
+		}
+		return true, nil, nil
+	}
+	return false, nil, nil
+}
+
+// isDryRun reports whether a is a server-side dry run (see exBed.dryRun).
+func isDryRun(a k8stesting.Action) bool {
+	switch act := a.(type) {
+	case k8stesting.CreateActionImpl:
+		return len(act.CreateOptions.DryRun) > 0
+	case k8stesting.DeleteActionImpl:
+		return len(act.DeleteOptions.DryRun) > 0
+	}
+	return false
 }
 
 func (b *exBed) must(err error) {
@@ -361,6 +416,13 @@ type memStore struct {
 	legacy map[string]string
 }
 
+func (m *memStore) LoadState(ctx context.Context, ref VolumeRef, legacy bool) (string, error) {
+	if legacy {
+		return m.legacy[ref.RD], nil
+	}
+	return m.Linstor.LoadState(ctx, ref, legacy)
+}
+
 func (m *memStore) ClearState(ctx context.Context, s *SavedState) error {
 	if s.Legacy {
 		delete(m.legacy, s.Ref.RD)
@@ -374,7 +436,10 @@ func (m *memStore) ClearState(ctx context.Context, s *SavedState) error {
 func TestFailedWriteLeavesPVAndRetries(t *testing.T) {
 	b := newExBed(t)
 	pvs := b.addVolume("vol-f", 1, []string{"n3"}, []string{"n1"})
-	b.kube.PrependReactor("delete", "persistentvolumes", func(k8stesting.Action) (bool, runtime.Object, error) {
+	b.kube.PrependReactor("delete", "persistentvolumes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if isDryRun(a) {
+			return false, nil, nil
+		}
 		return true, nil, errors.New("etcd unavailable")
 	})
 	r, _ := b.reconciler(nil)
@@ -404,7 +469,10 @@ func TestDeleteRetriesWhenAnotherControllerTouchedTheRetainedPV(t *testing.T) {
 	b := newExBed(t)
 	pvs := b.addVolume("vol-g", 1, []string{"n3"}, []string{"n1"})
 	conflicts := 0
-	b.kube.PrependReactor("delete", "persistentvolumes", func(k8stesting.Action) (bool, runtime.Object, error) {
+	b.kube.PrependReactor("delete", "persistentvolumes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if isDryRun(a) {
+			return false, nil, nil
+		}
 		if conflicts < 2 {
 			conflicts++
 			return true, nil, apierrors.NewConflict(corev1.Resource("persistentvolumes"), pvs[0].Name, errors.New("the ResourceVersion in the precondition does not match"))
@@ -427,7 +495,10 @@ func TestDeleteRefusedWhenRetainWasUndone(t *testing.T) {
 	b := newExBed(t)
 	pvs := b.addVolume("vol-h", 1, []string{"n3"}, []string{"n1"})
 	undone := false
-	b.kube.PrependReactor("delete", "persistentvolumes", func(k8stesting.Action) (bool, runtime.Object, error) {
+	b.kube.PrependReactor("delete", "persistentvolumes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if isDryRun(a) {
+			return false, nil, nil
+		}
 		if !undone {
 			undone = true
 			pv, err := b.kube.Tracker().Get(corev1.SchemeGroupVersion.WithResource("persistentvolumes"), "", pvs[0].Name)
@@ -534,7 +605,10 @@ func TestDeleteRefusedWhenPVWasEditedAfterRetain(t *testing.T) {
 	b := newExBed(t)
 	pvs := b.addVolume("vol-j", 1, []string{"n3"}, []string{"n1"})
 	edited := false
-	b.kube.PrependReactor("delete", "persistentvolumes", func(k8stesting.Action) (bool, runtime.Object, error) {
+	b.kube.PrependReactor("delete", "persistentvolumes", func(a k8stesting.Action) (bool, runtime.Object, error) {
+		if isDryRun(a) {
+			return false, nil, nil
+		}
 		if !edited {
 			edited = true
 			pv, err := b.kube.Tracker().Get(corev1.SchemeGroupVersion.WithResource("persistentvolumes"), "", pvs[0].Name)

@@ -309,6 +309,30 @@ func (l *Linstor) SaveState(ctx context.Context, ref VolumeRef, pvJSON string) e
 	})
 }
 
+// LoadState implements StateStore: the saved-state property as LINSTOR has
+// it now, read with a request of its own ("" when not set).
+func (l *Linstor) LoadState(ctx context.Context, ref VolumeRef, legacy bool) (string, error) {
+	if legacy {
+		rd, err := l.Client.ResourceDefinitions.Get(ctx, ref.RD)
+		if err != nil {
+			return "", err
+		}
+		return rd.Props[SavedPVKey], nil
+	}
+	// The list rather than the single volume definition: every LINSTOR
+	// version (and golinstor's fakelinstor) serves it.
+	vds, err := l.Client.ResourceDefinitions.GetVolumeDefinitions(ctx, ref.RD)
+	if err != nil {
+		return "", err
+	}
+	for _, vd := range vds {
+		if vd.VolumeNumber != nil && int(*vd.VolumeNumber) == ref.Volume {
+			return vd.Props[SavedPVKey], nil
+		}
+	}
+	return "", fmt.Errorf("resource definition %s has no volume definition %d", ref.RD, ref.Volume)
+}
+
 // ClearState implements StateStore, wherever the state was found.
 func (l *Linstor) ClearState(ctx context.Context, s *SavedState) error {
 	del := lapi.GenericPropsModify{DeleteProps: lapi.DeleteProps{SavedPVKey}}

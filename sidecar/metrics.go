@@ -21,6 +21,7 @@ type Metrics struct {
 	Leader            prometheus.Gauge
 	BrakeHolding      *prometheus.GaugeVec
 	RepairsHeld       *prometheus.CounterVec
+	RepairBackoff     *prometheus.GaugeVec
 }
 
 // NewMetrics registers every metric, plus the Go and process collectors.
@@ -65,9 +66,13 @@ func NewMetrics() *Metrics {
 			Namespace: metricsNamespace, Name: "repairs_held_total",
 			Help: "Repairs not done in a cycle because of a brake, by reason (drift-brake, rate-limited).",
 		}, []string{"reason"}),
+		RepairBackoff: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "repair_backoff_seconds",
+			Help: "For each PV whose last repair failed: the wait before the next attempt (doubles with each failure). No series for other PVs.",
+		}, []string{"pv"}),
 	}
 	m.Registry.MustRegister(m.Reconciles, m.ReconcileDuration, m.LinstorFetch, m.PVs, m.Repairs, m.LastSuccess, m.Leader,
-		m.BrakeHolding, m.RepairsHeld,
+		m.BrakeHolding, m.RepairsHeld, m.RepairBackoff,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
@@ -75,7 +80,7 @@ func NewMetrics() *Metrics {
 // pvStatus groups decision reasons into the three statuses of the pvs metric.
 func pvStatus(a Action) string {
 	switch {
-	case a.Kind != KindNone:
+	case a.Kind != KindNone, a.Reason == ReasonBackoff, a.Reason == ReasonDuplicateHandle:
 		return "drifted"
 	case a.Reason == ReasonInSync:
 		return "in-sync"

@@ -42,6 +42,13 @@ const (
 // could silently widen or narrow a volume's affinity, so such PVs are left alone.
 var ErrStorageClassMissing = errors.New("storage class not found")
 
+// ErrNoStorageClass means the PV names no StorageClass and carries no policy
+// itself (override annotation, volume context). Such PVs are static, often
+// pinned by hand; LINSTOR CSI's default policy says nothing about them, and
+// applying it could widen a local-only volume to "anywhere". The upstream
+// controller skips them too.
+var ErrNoStorageClass = errors.New("the PV names no StorageClass and carries no remote access policy (override.piraeus.io annotation or volume context)")
+
 // ResolvePolicy finds a PV's remote access policy the way LINSTOR CSI chose it at
 // provisioning time, first match wins: an override.piraeus.io annotation, the
 // volume context, the StorageClass parameter, then the default derived from the
@@ -66,13 +73,13 @@ func ResolvePolicy(pv *corev1.PersistentVolume, sc *storagev1.StorageClass, defa
 			}
 		}
 	}
-	var params map[string]string
-	if pv.Spec.StorageClassName != "" {
-		if sc == nil {
-			return nil, SourceStorageClass, fmt.Errorf("storage class %q: %w", pv.Spec.StorageClassName, ErrStorageClassMissing)
-		}
-		params = sc.Parameters
+	if pv.Spec.StorageClassName == "" {
+		return nil, SourceDefault, ErrNoStorageClass
 	}
+	if sc == nil {
+		return nil, SourceStorageClass, fmt.Errorf("storage class %q: %w", pv.Spec.StorageClassName, ErrStorageClassMissing)
+	}
+	params := sc.Parameters
 	if key, text, ok := storageClassParameter(params, paramAllowRemoteAccess); ok {
 		p, err := ParsePolicy(text)
 		if err != nil {

@@ -35,6 +35,7 @@ func TestResolvePolicy(t *testing.T) {
 		wantSource PolicySource
 		wantErr    bool
 		wantMissSC bool
+		wantNoSC   bool
 	}{
 		// (a) annotation
 		{name: "annotation overrides volume context and storage class",
@@ -141,9 +142,17 @@ func TestResolvePolicy(t *testing.T) {
 			pv:   mkPV("pv", "rd", withSC("sc")),
 			sc:   mkSC("sc", nil),
 			want: flagDefault, wantSource: SourceDefault},
-		{name: "no storage class named uses the default layer list",
-			pv:   mkPV("pv", "rd"),
-			want: flagDefault, wantSource: SourceDefault},
+		// No StorageClass: static PVs, often pinned by hand; the driver's
+		// default says nothing about them (this case once returned it).
+		{name: "no storage class named and no policy on the PV is refused",
+			pv:      mkPV("pv", "rd"),
+			wantErr: true, wantNoSC: true, wantSource: SourceDefault},
+		{name: "no storage class named but an override annotation",
+			pv:   mkPV("pv", "rd", withAnnotation("override.piraeus.io/policy", "false")),
+			want: PolicyLocalOnly, wantSource: SourceAnnotation},
+		{name: "no storage class named but a policy in the volume context",
+			pv:   mkPV("pv", "rd", withVolumeAttributes(map[string]string{VolumeContextMarker: "true", VolumeContextPolicyKey: "true"})),
+			want: PolicyAnywhere, wantSource: SourceVolumeContext},
 
 		// missing StorageClass
 		{name: "storage class named but missing",
@@ -169,6 +178,9 @@ func TestResolvePolicy(t *testing.T) {
 				}
 				if errors.Is(err, ErrStorageClassMissing) != tc.wantMissSC {
 					t.Errorf("errors.Is(%v, ErrStorageClassMissing) = %v, want %v", err, !tc.wantMissSC, tc.wantMissSC)
+				}
+				if errors.Is(err, ErrNoStorageClass) != tc.wantNoSC {
+					t.Errorf("errors.Is(%v, ErrNoStorageClass) = %v, want %v", err, !tc.wantNoSC, tc.wantNoSC)
 				}
 				return
 			}
@@ -198,7 +210,7 @@ func TestResolvePolicyPicksTheSmallestOverrideKey(t *testing.T) {
 
 func TestResolvePolicyDefaultIsACopy(t *testing.T) {
 	flagDefault := Policy{{FromSame: []string{fxZoneKey}}}
-	got, _, err := ResolvePolicy(mkPV("pv", "rd"), nil, flagDefault)
+	got, _, err := ResolvePolicy(mkPV("pv", "rd", withSC("sc")), mkSC("sc", nil), flagDefault)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,6 +61,9 @@ type Options struct {
 	ExpectationTimeout time.Duration
 	// Brakes hold back repairs in suspicious or overwhelming cycles; nil: none.
 	Brakes *Brakes
+	// BackoffBase and BackoffMax bound the per-PV wait after failed
+	// repairs (0: DefaultBackoffBase, DefaultBackoffMax).
+	BackoffBase, BackoffMax time.Duration
 	// SkipUnchanged lets a cycle skip deciding when nothing it decides on can
 	// have changed: LINSTOR answered with the same bytes (View.Unchanged), no
 	// PV or StorageClass changed (NoteInputChange was not called), and the
@@ -83,6 +86,7 @@ type Reconciler struct {
 	recorder record.EventRecorder
 	metrics  *Metrics
 	now      func() time.Time
+	backoff  *repairBackoff
 
 	mu           sync.Mutex
 	expectations map[string]expectation
@@ -101,11 +105,24 @@ type Reconciler struct {
 	decoded atomic.Bool
 }
 
-// expectation records a write the informer cache has not shown yet.
+// expectation records a write the informer cache has not shown yet. When
+// the written PV is known (written, uid), the cache has caught up once it shows
+// that PV with another resourceVersion than staleRV; when a write failed
+// half way (its result unknown), once it no longer shows the copy the
+// decision was made on (staleUID, staleRV).
 type expectation struct {
+	written   bool
 	uid       types.UID
+	staleUID  types.UID
 	staleRV   string
 	expiresAt time.Time
+}
+
+func (e expectation) caughtUp(cached *corev1.PersistentVolume) bool {
+	if e.written {
+		return cached != nil && cached.UID == e.uid && cached.ResourceVersion != e.staleRV
+	}
+	return cached == nil || cached.UID != e.staleUID || cached.ResourceVersion != e.staleRV
 }
 
 // NewReconciler wires a loop. driver may be nil (standalone mode).
@@ -120,6 +137,7 @@ func NewReconciler(opts Options, pvs corelisters.PersistentVolumeLister, scs sto
 	return &Reconciler{
 		opts: opts, pvs: pvs, scs: scs, linstor: linstor, driver: driver, exec: exec, recorder: recorder, metrics: metrics,
 		now: time.Now, expectations: map[string]expectation{}, warned: map[string]string{}, quietGen: -1,
+		backoff: newRepairBackoff(opts.BackoffBase, opts.BackoffMax),
 	}
 }
 
@@ -286,11 +304,24 @@ func (r *Reconciler) plan(view *View) ([]Action, int, bool, error) {
 	counts := map[[2]string]float64{}
 	var actions []Action
 	quiet := true
+	pending := map[string]bool{}
+	for _, a := range decisions {
+		if a.Kind != KindNone || a.Reason == ReasonDuplicateHandle {
+			pending[a.Name] = true
+		}
+	}
+	r.backoff.noteWaiting(pending, now)
 	for _, a := range decisions {
 		if a.Kind != KindNone && r.cacheStale(a.Name, a.PV, now) {
 			a = Action{Kind: KindNone, Reason: ReasonAwaitingCache, Message: "waiting for the informer to show the last write", PV: a.PV, Name: a.Name}
 		}
-		if a.Reason == ReasonAwaitingCache || a.Reason == ReasonGracePeriod {
+		if a.Kind != KindNone {
+			if held, wait := r.backoff.hold(a, now); held {
+				a.Kind, a.Reason, a.Affinity = KindNone, ReasonBackoff, nil
+				a.Message = fmt.Sprintf("the last %d attempts failed; next attempt in %s", r.backoff.failures(a.Name), wait.Round(time.Second))
+			}
+		}
+		if a.Reason == ReasonAwaitingCache || a.Reason == ReasonGracePeriod || a.Reason == ReasonBackoff {
 			quiet = false
 		}
 		counts[[2]string{pvStatus(a), string(a.Reason)}]++
@@ -309,8 +340,13 @@ func (r *Reconciler) plan(view *View) ([]Action, int, bool, error) {
 // DecideAll decides about every PV of the driver and every saved state in the
 // view, in name order, leaving out PVs of other drivers. It also returns how
 // many PVs the driver has. sc looks up the StorageClass a PV names.
+//
+// PVs that share a volume (static PVs with one volume handle) share the
+// volume definition's saved-state slot: at most one of them is replaced per
+// cycle, the first by name, and none while the slot holds another PV's state.
 func DecideAll(pvs []*corev1.PersistentVolume, sc func(*corev1.PersistentVolume) *storagev1.StorageClass, view *View, cfg Config, now time.Time) ([]Action, int) {
 	saved, bad := view.SavedStates()
+	slots := slotsOf(saved, bad)
 	out := make([]Action, 0, len(pvs)+len(saved)+len(bad))
 	seen := make(map[string]bool, len(pvs))
 	decide := func(in Input) {
@@ -327,6 +363,7 @@ func DecideAll(pvs []*corev1.PersistentVolume, sc func(*corev1.PersistentVolume)
 		in := Input{PV: pv, Saved: saved[pv.Name], Nodes: view.Nodes, Now: now, StorageClass: sc(pv)}
 		if ref, err := ParseVolumeHandle(pv.Spec.CSI.VolumeHandle); err == nil {
 			in.RD = view.RDs[ref.RD]
+			in.Slot = slots[ref]
 		}
 		decide(in)
 	}
@@ -339,7 +376,51 @@ func DecideAll(pvs []*corev1.PersistentVolume, sc func(*corev1.PersistentVolume)
 		decide(Input{Saved: s, Nodes: view.Nodes, Now: now})
 	}
 	sort.SliceStable(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	oneReplacePerVolume(out)
 	return out, len(seen)
+}
+
+// slotsOf maps each volume definition whose saved-state slot is in use to
+// what it holds. State kept on a resource definition (legacy) takes no
+// volume definition's slot: a replace never writes there.
+func slotsOf(saved map[string]*SavedState, bad []*SavedState) map[VolumeRef]Slot {
+	slots := make(map[VolumeRef]Slot, len(saved)+len(bad))
+	for _, s := range saved {
+		if !s.Legacy {
+			slots[s.Ref] = Slot{Owner: s.PV.Name}
+		}
+	}
+	for _, s := range bad {
+		switch {
+		case s.Legacy:
+		case s.PV == nil:
+			slots[s.Ref] = Slot{Unreadable: s.Err}
+		default:
+			slots[s.Ref] = Slot{Owner: s.PV.Name}
+		}
+	}
+	return slots
+}
+
+// oneReplacePerVolume holds every replace of a volume but the first (in the
+// order of actions) for a later cycle: two replaces on one saved-state slot
+// must never overlap.
+func oneReplacePerVolume(actions []Action) {
+	first := map[VolumeRef]string{}
+	for i, a := range actions {
+		if a.Kind != KindReplace {
+			continue
+		}
+		owner, taken := first[a.Ref]
+		if !taken {
+			first[a.Ref] = a.Name
+			continue
+		}
+		held := a
+		held.Kind, held.Reason, held.Warn, held.Affinity = KindNone, ReasonDuplicateHandle, true, nil
+		held.Message = fmt.Sprintf("waits: PV %s shares volume %s and is repaired first; PVs that share a volume are repaired one after the other", owner, a.Ref)
+		actions[i] = held
+	}
 }
 
 // cacheStale reports whether the cache still shows a PV as it was before this
@@ -351,7 +432,7 @@ func (r *Reconciler) cacheStale(name string, cached *corev1.PersistentVolume, no
 	if !ok {
 		return false
 	}
-	caughtUp := cached != nil && cached.UID == exp.uid && cached.ResourceVersion != exp.staleRV
+	caughtUp := exp.caughtUp(cached)
 	if caughtUp || now.After(exp.expiresAt) {
 		if !caughtUp {
 			klog.InfoS("Informer did not show the last write in time; deciding from the cache anyway", "pv", name)
@@ -362,17 +443,28 @@ func (r *Reconciler) cacheStale(name string, cached *corev1.PersistentVolume, no
 	return true
 }
 
-func (r *Reconciler) expect(name string, written *corev1.PersistentVolume, before *corev1.PersistentVolume) {
-	if written == nil {
+// expect records what the informer must show before the PV is decided on
+// again: the written PV when the action left one, otherwise, if the action
+// wrote anything at all (and maybe failed), any copy other than the one
+// decided on.
+func (r *Reconciler) expect(name string, out Outcome, before *corev1.PersistentVolume) {
+	written := out.PV
+	var exp expectation
+	switch {
+	case written != nil:
+		if before != nil && written.UID == before.UID && written.ResourceVersion == before.ResourceVersion {
+			return // nothing was written to the PV: the cache is not behind
+		}
+		exp.written, exp.uid = true, written.UID
+		if before != nil && before.UID == written.UID {
+			exp.staleRV = before.ResourceVersion
+		}
+	case out.Wrote && before != nil:
+		exp.staleUID, exp.staleRV = before.UID, before.ResourceVersion
+	default:
 		return
 	}
-	if before != nil && written.UID == before.UID && written.ResourceVersion == before.ResourceVersion {
-		return // nothing was written to the PV: the cache is not behind
-	}
-	exp := expectation{uid: written.UID, expiresAt: r.now().Add(r.opts.ExpectationTimeout)}
-	if before != nil && before.UID == written.UID {
-		exp.staleRV = before.ResourceVersion
-	}
+	exp.expiresAt = r.now().Add(r.opts.ExpectationTimeout)
 	r.mu.Lock()
 	r.expectations[name] = exp
 	r.mu.Unlock()
@@ -425,7 +517,7 @@ func (r *Reconciler) execute(ctx context.Context, actions []Action) int {
 			defer func() { <-sem; wg.Done() }()
 			err := r.act(ctx, a)
 			if a.Kind == KindReplace && r.opts.Brakes != nil {
-				r.opts.Brakes.RepairDone(a.Name, r.now())
+				r.opts.Brakes.RepairDone(a.Name, r.now(), err == nil)
 			}
 			if err != nil {
 				failed.Add(1)
@@ -433,11 +525,37 @@ func (r *Reconciler) execute(ctx context.Context, actions []Action) int {
 		}(a)
 	}
 	wg.Wait()
+	r.metrics.RepairBackoff.Reset()
+	for name, d := range r.backoff.delays() {
+		r.metrics.RepairBackoff.WithLabelValues(name).Set(d.Seconds())
+	}
 	return int(failed.Load())
 }
 
 // act carries out one action: checks with the driver, executes, records.
+// A failure puts the PV in backoff: the same action waits, doubling with each
+// failure, and each failure makes one warning Event.
 func (r *Reconciler) act(ctx context.Context, a Action) error {
+	err := r.attempt(ctx, a)
+	if err != nil {
+		wait := r.backoff.failed(a, r.now())
+		klog.ErrorS(err, "Repair failed; retrying after a backoff", "pv", a.Name, "action", a.Kind,
+			"failures", r.backoff.failures(a.Name), "retryIn", wait.Round(time.Second))
+		if a.PV != nil {
+			r.recorder.Eventf(a.PV, corev1.EventTypeWarning, EventRepairFailed, "%s failed (attempt %d; next in %s): %v",
+				a.Kind, r.backoff.failures(a.Name), wait.Round(time.Second), err)
+		}
+		return err
+	}
+	r.backoff.succeeded(a.Name)
+	return nil
+}
+
+// errVolumeMissing: the CSI driver says the volume of a drifted PV does not
+// exist, so its PV is not rewritten.
+var errVolumeMissing = errors.New("the CSI driver says the volume does not exist; not repairing")
+
+func (r *Reconciler) attempt(ctx context.Context, a Action) error {
 	klog.InfoS("Acting on PV", "pv", a.Name, "action", a.Kind, "reason", a.Reason, "detail", a.Message)
 	if a.Kind == KindReplace && r.driver != nil {
 		cctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
@@ -447,36 +565,28 @@ func (r *Reconciler) act(ctx context.Context, a Action) error {
 		case errors.Is(err, ErrCheckUnsupported):
 		case err != nil:
 			r.metrics.Repairs.WithLabelValues(string(a.Kind), "", "error").Inc()
-			klog.ErrorS(err, "Cannot ask the driver about the volume; not repairing this cycle", "pv", a.Name)
-			return err
+			return fmt.Errorf("ask the CSI driver about the volume: %w", err)
 		case !exists:
 			r.metrics.Repairs.WithLabelValues(string(a.Kind), "", "refused").Inc()
-			msg := "the CSI driver says the volume does not exist; not repairing"
-			klog.InfoS("Not repairing PV", "pv", a.Name, "reason", msg)
-			r.recorder.Event(a.PV, corev1.EventTypeWarning, EventCannotHandle, msg)
-			return nil
+			return errVolumeMissing
 		case detail != "":
 			klog.V(2).InfoS("Driver reports an abnormal volume; repairing its affinity anyway", "pv", a.Name, "condition", detail)
 		}
 	}
 	started := r.now()
 	out, err := r.exec.Execute(ctx, a)
-	r.expect(a.Name, out.PV, a.PV)
+	r.expect(a.Name, out, a.PV)
 	method := out.Method
 	if err != nil {
 		r.metrics.Repairs.WithLabelValues(string(a.Kind), method, "error").Inc()
-		klog.ErrorS(err, "Repair failed; will decide again next cycle", "pv", a.Name, "action", a.Kind)
-		if a.PV != nil {
-			r.recorder.Eventf(a.PV, corev1.EventTypeWarning, EventRepairFailed, "%s failed: %v", a.Kind, err)
-		}
 		return err
 	}
 	r.metrics.Repairs.WithLabelValues(string(a.Kind), method, "success").Inc()
-	if a.Kind == KindClearSaved {
-		klog.InfoS("Cleared saved state", "pv", a.Name, "location", a.Saved.Location())
+	pv := out.PV
+	if a.Kind != KindReplace && (pv == nil || out.Method == "") {
+		klog.InfoS("Settled saved state", "pv", a.Name, "location", a.Saved.Location())
 		return nil
 	}
-	pv := out.PV
 	klog.InfoS("Updated PV affinity", "pv", a.Name, "method", method, "affinity", DescribeAffinity(pv.Spec.NodeAffinity),
 		"duration", r.now().Sub(started).Round(time.Millisecond))
 	msg := fmt.Sprintf("Node affinity set to %s (%s) to follow the LINSTOR replicas", DescribeAffinity(pv.Spec.NodeAffinity), method)
@@ -514,6 +624,7 @@ func (r *Reconciler) brake(actions []Action, total int) []Action {
 	if r.opts.Brakes == nil {
 		return actions
 	}
+	r.backoff.longestWaitingFirst(actions)
 	res := r.opts.Brakes.Apply(actions, total, r.now())
 	holding := 0.0
 	if res.DriftHeld {

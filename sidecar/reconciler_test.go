@@ -96,15 +96,17 @@ func TestNoRepairWhenDriverSaysVolumeIsGone(t *testing.T) {
 	pvs := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})
 	r, rec := b.reconciler(nil)
 	r.driver = &stubDriver{missing: map[string]bool{"vol-a": true}}
-	if err := r.Cycle(context.Background()); err != nil {
-		t.Fatal(err)
+	for i := 0; i < 3; i++ {
+		if err := r.Cycle(context.Background()); (err == nil) != (i > 0) {
+			t.Fatalf("cycle %d: err = %v; want the refused repair to fail the first cycle, then wait in backoff", i, err)
+		}
 	}
 	if got := b.affinityOf(pvs[0].Name); got != "[{linbit.com/hostname=n1}]" {
 		t.Fatalf("PV rewritten although the driver says the volume does not exist: %s", got)
 	}
 	ev := drain(rec)
-	if len(ev) != 1 || !strings.Contains(ev[0], "Warning "+EventCannotHandle) {
-		t.Fatalf("want one warning event, got %q", ev)
+	if len(ev) != 1 || !strings.Contains(ev[0], "Warning "+EventRepairFailed) || !strings.Contains(ev[0], "does not exist") {
+		t.Fatalf("want one warning event over three cycles, got %q", ev)
 	}
 	if s := b.savedStates(); len(s) != 0 {
 		t.Fatalf("saved state written for a refused repair")

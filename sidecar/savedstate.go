@@ -31,6 +31,10 @@ type SavedState struct {
 	PV *corev1.PersistentVolume
 	// Err says why the property could not be read as a PV.
 	Err error
+	// Raw is the property's text as read. The state is only ever cleared
+	// while LINSTOR still holds exactly this text, so a clear never removes
+	// a state someone else wrote meanwhile.
+	Raw string
 }
 
 // Name is the PV the state belongs to, or "" when it could not be decoded.
@@ -100,6 +104,7 @@ func Replacement(old *corev1.PersistentVolume, affinity *corev1.VolumeNodeAffini
 	pv.OwnerReferences = append(pv.OwnerReferences, old.OwnerReferences...)
 	pv.Spec = *old.Spec.DeepCopy()
 	pv.Spec.NodeAffinity = affinity.DeepCopy()
+	delete(pv.Annotations, RetainedFromAnnotation)
 	if ref := pv.Spec.ClaimRef; ref != nil {
 		ref.ResourceVersion = ""
 	}

@@ -47,6 +47,7 @@ func (v *View) SavedStates() (byPV map[string]*SavedState, bad []*SavedState) {
 	}
 	sort.Strings(names)
 	add := func(s *SavedState, raw string) {
+		s.Raw = raw
 		s.PV, s.Err = DecodeSavedPV(raw)
 		if s.Err != nil {
 			bad = append(bad, s)
