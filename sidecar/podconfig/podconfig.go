@@ -59,6 +59,9 @@ func Redacted(name string, s Setting) string {
 	return fmt.Sprintf("%q (from %s)", s.Value, s.Source)
 }
 
+// DriverDefaultPropertyNamespace is LINSTOR CSI's --property-namespace default.
+const DriverDefaultPropertyNamespace = "Aux"
+
 // Self names the pod the sidecar runs in: its namespace from POD_NAMESPACE or
 // the service account mount, its name from POD_NAME or the hostname (which is
 // the pod name unless the pod sets hostname). ok is false outside a pod.
@@ -148,6 +151,12 @@ func (r *resolver) settings() (*Settings, error) {
 	}
 	if v, ok := flagValue(args, "property-namespace"); ok {
 		s.PropertyNamespace = &Setting{Value: v, Source: "flag --property-namespace of " + r.where()}
+	} else {
+		// The driver then uses its built-in default; so must the sidecar.
+		// Guessing from node properties (standalone mode) could pick
+		// Aux/topology on a cluster whose driver reads Aux.
+		s.PropertyNamespace = &Setting{Value: DriverDefaultPropertyNamespace,
+			Source: "LINSTOR CSI's default, as " + r.where() + " passes no --property-namespace"}
 	}
 	if v, ok := flagValue(args, "default-remote-access-policy"); ok {
 		s.DefaultPolicy = &Setting{Value: v, Source: "flag --default-remote-access-policy of " + r.where()}

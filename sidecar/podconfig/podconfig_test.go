@@ -126,8 +126,11 @@ func TestDiscoverResolvesFileVariablesThroughSecretVolumes(t *testing.T) {
 	if _, ok := s.Env["LS_OTHER"]; ok {
 		t.Error("unknown LS_ variable taken")
 	}
-	if s.PropertyNamespace != nil {
-		t.Errorf("property namespace invented: %+v", s.PropertyNamespace)
+	// The container passes no --property-namespace: LINSTOR CSI then uses
+	// its own default, Aux, whatever the nodes carry; the sidecar must agree
+	// with the driver rather than guess from node properties.
+	if s.PropertyNamespace == nil || s.PropertyNamespace.Value != "Aux" || !strings.Contains(s.PropertyNamespace.Source, "default") {
+		t.Errorf("property namespace without the flag = %+v, want LINSTOR CSI's default Aux", s.PropertyNamespace)
 	}
 }
 
