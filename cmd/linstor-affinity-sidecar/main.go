@@ -19,12 +19,16 @@ import (
 	"github.com/kubernetes-csi/csi-lib-utils/leaderelection"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/client-go/informers"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
+	corelisters "k8s.io/client-go/listers/core/v1"
+	storagelisters "k8s.io/client-go/listers/storage/v1"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
@@ -98,11 +102,33 @@ func main() {
 	// resync period, like the informers' caches.
 	linstor := sidecar.NewBulkLinstor(lc, bulk, c.propertyNamespace, c.resyncRate)
 
-	// managedFields are a third of a PV in memory and nothing here reads them.
-	factory := informers.NewSharedInformerFactoryWithOptions(kube, c.resyncRate, informers.WithTransform(stripManagedFields))
-	pvInformer := factory.Core().V1().PersistentVolumes()
-	scInformer := factory.Storage().V1().StorageClasses()
+	// The PV and StorageClass caches are kept by watches of the sidecar's
+	// own (sidecar.Watch), which resume within 2 s after an API server
+	// restart; managedFields are a third of a PV in memory and nothing here
+	// reads them.
 	wake := make(chan struct{}, 1)
+	var rec *sidecar.Reconciler
+	noteChange := func() {
+		if rec != nil {
+			rec.NoteInputChange()
+		}
+	}
+	pvWatch := sidecar.NewWatch("persistentvolumes", cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return kube.CoreV1().PersistentVolumes().List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return kube.CoreV1().PersistentVolumes().Watch(ctx, o)
+		},
+	}, kube), &corev1.PersistentVolume{}, stripManagedFields, wakeOnPV(driverName, wake, noteChange))
+	scWatch := sidecar.NewWatch("storageclasses", cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return kube.StorageV1().StorageClasses().List(ctx, o)
+		},
+		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return kube.StorageV1().StorageClasses().Watch(ctx, o)
+		},
+	}, kube), &storagev1.StorageClass{}, stripManagedFields, wakeOnAny(wake, noteChange))
 
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
@@ -111,7 +137,7 @@ func main() {
 
 	method, _ := sidecar.ParseRepairMethod(c.repairMethod) // validated above
 	exec := &sidecar.Executor{Kube: kube, State: linstor, DriverName: driverName, Timeout: c.timeout, Method: method}
-	rec := sidecar.NewReconciler(sidecar.Options{
+	rec = sidecar.NewReconciler(sidecar.Options{
 		Config:  sidecar.Config{DriverName: driverName, GracePeriod: c.gracePeriod, DefaultPolicy: defaultPolicy},
 		Workers: c.workers, Timeout: c.timeout,
 		Brakes: &sidecar.Brakes{
@@ -119,24 +145,18 @@ func main() {
 			Force: c.force, MaxRepairsPerMinute: c.maxRepairsPerMin,
 		},
 		SkipUnchanged: true,
-	}, pvInformer.Lister(), scInformer.Lister(), linstor, driver, exec, recorder, metrics)
-	if _, err := pvInformer.Informer().AddEventHandler(wakeOnPV(driverName, wake, rec.NoteInputChange)); err != nil {
-		fail("PV informer: %v", err)
-	}
-	if _, err := scInformer.Informer().AddEventHandler(wakeOnAny(wake, rec.NoteInputChange)); err != nil {
-		fail("StorageClass informer: %v", err)
-	}
+	}, corelisters.NewPersistentVolumeLister(pvWatch.Indexer()), storagelisters.NewStorageClassLister(scWatch.Indexer()),
+		linstor, driver, exec, recorder, metrics)
 
-	factory.Start(ctx.Done())
-	synced := func() bool {
-		return pvInformer.Informer().HasSynced() && scInformer.Informer().HasSynced()
-	}
+	go pvWatch.Run(ctx)
+	go scWatch.Run(ctx)
+	synced := func() bool { return pvWatch.HasSynced() && scWatch.HasSynced() }
 	mux := http.NewServeMux()
 	serveHealth(mux, c, metrics, driver, synced)
 	if c.httpEndpoint != "" {
 		go serveHTTP(ctx, c.httpEndpoint, mux)
 	}
-	if !cache.WaitForCacheSync(ctx.Done(), pvInformer.Informer().HasSynced, scInformer.Informer().HasSynced) {
+	if !cache.WaitForCacheSync(ctx.Done(), pvWatch.HasSynced, scWatch.HasSynced) {
 		fail("informer caches did not sync")
 	}
 	klog.InfoS("Caches synced", "driver", driverName, "reconcileRate", c.reconcileRate, "workers", c.workers)
@@ -234,7 +254,7 @@ func tuneGC() {
 
 // wakeOnPV wakes the loop when a PV of the driver appears or changes, and
 // tells it (changed) that its last decision no longer stands.
-func wakeOnPV(driverName string, wake chan<- struct{}, changed func()) cache.ResourceEventHandler {
+func wakeOnPV(driverName string, wake chan<- struct{}, changed func()) func(obj any) {
 	return wakeOn(func(obj any) bool {
 		pv, ok := obj.(*corev1.PersistentVolume)
 		return ok && pv.Spec.CSI != nil && pv.Spec.CSI.Driver == driverName
@@ -242,18 +262,19 @@ func wakeOnPV(driverName string, wake chan<- struct{}, changed func()) cache.Res
 }
 
 // wakeOnAny is wakeOnPV for StorageClasses: any change may change a policy.
-func wakeOnAny(wake chan<- struct{}, changed func()) cache.ResourceEventHandler {
+func wakeOnAny(wake chan<- struct{}, changed func()) func(obj any) {
 	return wakeOn(func(any) bool { return true }, wake, changed)
 }
 
 // wakeOn calls changed and pokes wake (without blocking: wake-ups coalesce)
-// for every added, updated or deleted object that concerns says is ours.
-func wakeOn(concerns func(obj any) bool, wake chan<- struct{}, changed func()) cache.ResourceEventHandler {
-	poke := func(obj any) {
+// for every added, updated or deleted object that concerns says is ours,
+// and after every relist (obj nil).
+func wakeOn(concerns func(obj any) bool, wake chan<- struct{}, changed func()) func(obj any) {
+	return func(obj any) {
 		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 			obj = tomb.Obj
 		}
-		if !concerns(obj) {
+		if obj != nil && !concerns(obj) {
 			return
 		}
 		changed()
@@ -261,11 +282,6 @@ func wakeOn(concerns func(obj any) bool, wake chan<- struct{}, changed func()) c
 		case wake <- struct{}{}:
 		default:
 		}
-	}
-	return cache.ResourceEventHandlerFuncs{
-		AddFunc:    poke,
-		UpdateFunc: func(_, obj any) { poke(obj) },
-		DeleteFunc: poke,
 	}
 }
 
