@@ -237,6 +237,19 @@ func (b *Bed) materializeSecretMounts(ctx context.Context, spec corev1.PodSpec, 
 
 // serviceAccountKubeconfig writes a kubeconfig with a token of a service
 // account, as the pod's projected token would authenticate it.
+// rewriteKubeconfigServer points the kubeconfig at path to server (plain
+// HTTP on loopback: the test bed's APIProxy), keeping its credentials.
+func rewriteKubeconfigServer(path, server string) error {
+	kc, err := clientcmd.LoadFromFile(path)
+	if err != nil {
+		return err
+	}
+	for _, c := range kc.Clusters {
+		c.Server, c.CertificateAuthorityData = server, nil
+	}
+	return clientcmd.WriteToFile(*kc, path)
+}
+
 func (b *Bed) serviceAccountKubeconfig(ctx context.Context, namespace, name string) (string, error) {
 	tok, err := b.Kube.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, name, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{ExpirationSeconds: ptr.To[int64](24 * 3600)},

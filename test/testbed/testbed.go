@@ -65,6 +65,9 @@ type Options struct {
 	LinstorTLS bool
 	// ControllerManagerArgs are appended to kube-controller-manager's flags.
 	ControllerManagerArgs []string
+	// APIProxy puts an APIProxy between the sidecar and the API server
+	// (Bed.APIProxy), to hold watch events back or fail PV creates.
+	APIProxy bool
 	// LogDir keeps every log after Stop; empty means inside the temp dir.
 	LogDir string
 	// Logf receives progress lines; nil discards them.
@@ -81,6 +84,8 @@ type Bed struct {
 	Sidecar *cluster.Process
 	// Kube is an admin client.
 	Kube kubernetes.Interface
+	// APIProxy is the sidecar's way to the API server with Options.APIProxy.
+	APIProxy *APIProxy
 
 	opts              Options
 	nodes             map[string]Node
@@ -149,6 +154,11 @@ func (b *Bed) start(ctx context.Context) error {
 	}
 	if b.sidecarKubeconfig, err = b.controllerCredentials(ctx); err != nil {
 		return err
+	}
+	if b.opts.APIProxy {
+		if err := b.startAPIProxy(); err != nil {
+			return err
+		}
 	}
 
 	driverEnv, err := b.linstorClientEnv()
@@ -225,6 +235,9 @@ func (b *Bed) Stop() error {
 	}
 	if b.Sim != nil {
 		errs = append(errs, b.Sim.Close())
+	}
+	if b.APIProxy != nil {
+		errs = append(errs, b.APIProxy.Close())
 	}
 	return errors.Join(errs...)
 }
