@@ -197,14 +197,14 @@ func (e *Executor) preflight(ctx context.Context, old, replacement *corev1.Persi
 		Preconditions: &metav1.Preconditions{UID: &old.UID},
 	})
 	if err != nil {
-		return fmt.Errorf("the API server would refuse to delete it (server-side dry run); not starting the replace: %w", err)
+		return fmt.Errorf("server-side dry run of the delete failed; not starting the replace: %w", err)
 	}
 	probe := replacement.DeepCopy()
 	probe.GenerateName = dryRunNamePrefix(old.Name)
 	probe.Name, probe.ResourceVersion, probe.UID = "", "", ""
 	probe.Status = corev1.PersistentVolumeStatus{}
 	if _, err := e.Kube.CoreV1().PersistentVolumes().Create(cctx, probe, metav1.CreateOptions{DryRun: []string{metav1.DryRunAll}}); err != nil {
-		return fmt.Errorf("the API server would refuse the replacement PV (server-side dry run); not starting the replace: %w", err)
+		return fmt.Errorf("server-side dry run of the replacement PV's create failed; not starting the replace: %w", err)
 	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/types"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -434,8 +435,12 @@ func (r *Reconciler) cacheStale(name string, cached *corev1.PersistentVolume, no
 	}
 	caughtUp := exp.caughtUp(cached)
 	if caughtUp || now.After(exp.expiresAt) {
-		if !caughtUp {
+		switch {
+		case caughtUp:
+		case exp.written:
 			klog.InfoS("Informer did not show the last write in time; deciding from the cache anyway", "pv", name)
+		default:
+			klog.V(2).InfoS("Stopped waiting for the cache after a failed write whose effect could not be read back", "pv", name)
 		}
 		delete(r.expectations, name)
 		return false
@@ -464,7 +469,16 @@ func (r *Reconciler) expect(name string, out Outcome, before *corev1.PersistentV
 	default:
 		return
 	}
-	exp.expiresAt = r.now().Add(r.opts.ExpectationTimeout)
+	timeout := r.opts.ExpectationTimeout
+	if !exp.written && timeout > unknownWriteWait {
+		// A failed write whose effect could not be read back (the API server
+		// went away) may never have reached the PV, so the cache may never
+		// change. Wait a little, not the full timeout: every write carries
+		// the UID and resourceVersion it was decided on, so a decision on a
+		// copy the write did change fails harmlessly.
+		timeout = unknownWriteWait
+	}
+	exp.expiresAt = r.now().Add(timeout)
 	r.mu.Lock()
 	r.expectations[name] = exp
 	r.mu.Unlock()
@@ -575,6 +589,9 @@ func (r *Reconciler) attempt(ctx context.Context, a Action) error {
 	}
 	started := r.now()
 	out, err := r.exec.Execute(ctx, a)
+	if err != nil && out.Wrote && out.PV == nil {
+		out.PV, out.Wrote = r.afterFailure(ctx, a)
+	}
 	r.expect(a.Name, out, a.PV)
 	method := out.Method
 	if err != nil {
@@ -596,6 +613,27 @@ func (r *Reconciler) attempt(ctx context.Context, a Action) error {
 			fmt.Sprintf("PersistentVolume %s: %s", pv.Name, msg))
 	}
 	return nil
+}
+
+// unknownWriteWait bounds the wait for the cache after a failed write whose
+// effect is unknown.
+const unknownWriteWait = 10 * time.Second
+
+// afterFailure reads the PV live after an action failed half way, so the
+// expectation names what the cache must show: the PV as it is now (nil:
+// gone), or nothing at all when the failed action did not change it. When
+// the read fails too, the action's word that it wrote stands.
+func (r *Reconciler) afterFailure(ctx context.Context, a Action) (*corev1.PersistentVolume, bool) {
+	live, err := r.exec.get(ctx, a.Name)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, true
+	case err != nil:
+		return nil, true
+	case a.PV != nil && live.UID == a.PV.UID && live.ResourceVersion == a.PV.ResourceVersion:
+		return nil, false // nothing reached the PV
+	}
+	return live, true
 }
 
 // claimObject turns a claimRef into an object an event can be recorded on,

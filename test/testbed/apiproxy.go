@@ -3,11 +3,13 @@ package testbed
 import (
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
-	"net"
+	"log"
 	"net/http"
+	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"strings"
@@ -15,15 +17,14 @@ import (
 	"time"
 )
 
-// APIProxy stands between the sidecar and the API server (plain HTTP on
-// loopback in front, TLS to the API server behind) and injects the faults
+// APIProxy stands between the sidecar and the API server (on loopback,
+// with a certificate of its own) and injects the faults
 // the API server cannot give itself: watch events held back for a while
 // (an informer lagging behind the writes it made, while lists, gets and
 // writes pass at once), and a PV create that fails once with a timeout
 // without being applied.
 type APIProxy struct {
-	l      net.Listener
-	srv    *http.Server
+	srv    *httptest.Server
 	target *url.URL
 
 	mu         sync.Mutex
@@ -42,21 +43,19 @@ func NewAPIProxy(target string, caPEM []byte) (*APIProxy, error) {
 	if !pool.AppendCertsFromPEM(caPEM) {
 		return nil, errors.New("API proxy: no CA certificate")
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return nil, err
-	}
-	p := &APIProxy{l: l, target: u}
+	p := &APIProxy{target: u}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.Transport = &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}, ForceAttemptHTTP2: true}
-	rp.FlushInterval = -1 // watch events go out as they come (or as held)
+	rp.FlushInterval = -1                    // watch events go out as they come (or as held)
+	rp.ErrorLog = log.New(io.Discard, "", 0) // refused while the API server restarts: expected
 	rp.ModifyResponse = func(resp *http.Response) error {
 		if isWatch(resp.Request) {
 			resp.Body = newLaggingBody(resp.Body, p.delay)
 		}
 		return nil
 	}
-	p.srv = &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// TLS in front too: client-go sends no bearer token over plain HTTP.
+	p.srv = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if p.takeCreateFailure(r) {
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusGatewayTimeout)
@@ -64,13 +63,19 @@ func NewAPIProxy(target string, caPEM []byte) (*APIProxy, error) {
 			return
 		}
 		rp.ServeHTTP(w, r)
-	}), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = p.srv.Serve(l) }()
+	}))
+	p.srv.EnableHTTP2 = true
+	p.srv.StartTLS()
 	return p, nil
 }
 
 // URL is the proxy's address for kubeconfigs.
-func (p *APIProxy) URL() string { return "http://" + p.l.Addr().String() }
+func (p *APIProxy) URL() string { return p.srv.URL }
+
+// CAPEM is the certificate clients of the proxy trust.
+func (p *APIProxy) CAPEM() []byte {
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: p.srv.Certificate().Raw})
+}
 
 // SetWatchDelay holds every watch event that arrives from now on back by d
 // (0: none), on open watches too.
@@ -96,7 +101,11 @@ func (p *APIProxy) FailedCreates() int {
 }
 
 // Close stops the proxy.
-func (p *APIProxy) Close() error { return p.srv.Close() }
+func (p *APIProxy) Close() error {
+	p.srv.CloseClientConnections()
+	p.srv.Close()
+	return nil
+}
 
 func (p *APIProxy) delay() time.Duration {
 	p.mu.Lock()
@@ -191,5 +200,5 @@ func (b *Bed) startAPIProxy() error {
 		return fmt.Errorf("API proxy: %w", err)
 	}
 	b.APIProxy = p
-	return rewriteKubeconfigServer(b.sidecarKubeconfig, p.URL())
+	return rewriteKubeconfigServer(b.sidecarKubeconfig, p.URL(), p.CAPEM())
 }

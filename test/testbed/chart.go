@@ -237,15 +237,15 @@ func (b *Bed) materializeSecretMounts(ctx context.Context, spec corev1.PodSpec, 
 
 // serviceAccountKubeconfig writes a kubeconfig with a token of a service
 // account, as the pod's projected token would authenticate it.
-// rewriteKubeconfigServer points the kubeconfig at path to server (plain
-// HTTP on loopback: the test bed's APIProxy), keeping its credentials.
-func rewriteKubeconfigServer(path, server string) error {
+// rewriteKubeconfigServer points the kubeconfig at path to server (the test
+// bed's APIProxy), trusting caPEM, keeping its credentials.
+func rewriteKubeconfigServer(path, server string, caPEM []byte) error {
 	kc, err := clientcmd.LoadFromFile(path)
 	if err != nil {
 		return err
 	}
 	for _, c := range kc.Clusters {
-		c.Server, c.CertificateAuthorityData = server, nil
+		c.Server, c.CertificateAuthorityData = server, caPEM
 	}
 	return clientcmd.WriteToFile(*kc, path)
 }
