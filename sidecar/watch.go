@@ -82,24 +82,17 @@ func (s *notifyingStore) notify(obj any) {
 	}
 }
 
-func (s *notifyingStore) Add(obj any) error {
-	obj, err := s.trim(obj)
-	if err != nil {
-		return err
-	}
-	if err := s.Indexer.Add(obj); err != nil {
-		return err
-	}
-	s.notify(obj)
-	return nil
-}
+func (s *notifyingStore) Add(obj any) error { return s.put(obj, s.Indexer.Add) }
 
-func (s *notifyingStore) Update(obj any) error {
+func (s *notifyingStore) Update(obj any) error { return s.put(obj, s.Indexer.Update) }
+
+// put trims obj, stores it with store and reports it.
+func (s *notifyingStore) put(obj any, store func(any) error) error {
 	obj, err := s.trim(obj)
 	if err != nil {
 		return err
 	}
-	if err := s.Indexer.Update(obj); err != nil {
+	if err := store(obj); err != nil {
 		return err
 	}
 	s.notify(obj)
