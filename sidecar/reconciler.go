@@ -47,6 +47,21 @@ type Driver interface {
 	VolumeExists(ctx context.Context, volumeID string) (exists bool, detail string, err error)
 }
 
+// OtherController tells whether another affinity controller is active, and
+// which (sidecar/rivals implements it).
+type OtherController interface {
+	Active() (bool, string)
+}
+
+// EventOtherController is the Event on the sidecar's pod while another
+// affinity controller holds its writes back.
+const EventOtherController = "OtherAffinityControllerActive"
+
+// ReasonOtherController: a repair held back while another affinity
+// controller is active; two controllers rewriting the same PVs under
+// different Leases could undo each other's replaces.
+const ReasonOtherController Reason = "other-controller"
+
 // ErrCheckUnsupported means the driver cannot answer a per-volume check.
 var ErrCheckUnsupported = errors.New("driver does not support the check")
 
@@ -65,6 +80,12 @@ type Options struct {
 	// BackoffBase and BackoffMax bound the per-PV wait after failed
 	// repairs (0: DefaultBackoffBase, DefaultBackoffMax).
 	BackoffBase, BackoffMax time.Duration
+	// OtherController, when set, says whether another affinity controller
+	// (the upstream one) is at work; while it is, no new repair starts.
+	OtherController OtherController
+	// Self is the sidecar's own pod, for Events about the sidecar itself
+	// (nil: standalone, no such Events).
+	Self *corev1.Pod
 	// SkipUnchanged lets a cycle skip deciding when nothing it decides on can
 	// have changed: LINSTOR answered with the same bytes (View.Unchanged), no
 	// PV or StorageClass changed (NoteInputChange was not called), and the
@@ -93,6 +114,7 @@ type Reconciler struct {
 	expectations map[string]expectation
 	warned       map[string]string
 	notReady     string
+	otherActive  bool
 	lastFetch    atomic.Int64
 
 	// inputGen counts PV and StorageClass changes (NoteInputChange);
@@ -245,6 +267,7 @@ func (r *Reconciler) Cycle(ctx context.Context) error {
 		return err
 	}
 	r.noteQuiet(gen, quiet && len(actions) == 0)
+	actions = r.holdForOtherController(actions)
 	actions = r.brake(actions, total)
 	failed := r.execute(ctx, actions)
 	r.metrics.ReconcileDuration.Observe(r.now().Sub(start).Seconds())
@@ -654,6 +677,48 @@ func StorageClassFor(scs storagelisters.StorageClassLister, pv *corev1.Persisten
 		return nil
 	}
 	return sc
+}
+
+// holdForOtherController holds back every new repair while another
+// affinity controller is active. Finishing or undoing a replace this sidecar
+// (or anyone) started, from saved state, stays allowed: a PV is never left
+// missing. It says so once in the log and as a warning Event on the
+// sidecar's pod, and again when the other controller is gone.
+func (r *Reconciler) holdForOtherController(actions []Action) []Action {
+	if r.opts.OtherController == nil {
+		return actions
+	}
+	active, detail := r.opts.OtherController.Active()
+	holding := 0.0
+	if active {
+		holding = 1
+	}
+	r.metrics.BrakeHolding.WithLabelValues(string(ReasonOtherController)).Set(holding)
+	r.mu.Lock()
+	changed := active != r.otherActive
+	r.otherActive = active
+	r.mu.Unlock()
+	if changed && active {
+		msg := fmt.Sprintf("another affinity controller is active (%s): holding every new repair until it is gone; turn it off (LinstorCluster spec.affinityController.enabled: false) or remove this sidecar", detail)
+		klog.InfoS("Another affinity controller is active; holding every new repair", "other", detail)
+		if r.opts.Self != nil {
+			r.recorder.Event(r.opts.Self, corev1.EventTypeWarning, EventOtherController, msg)
+		}
+	} else if changed {
+		klog.InfoS("No other affinity controller is active any more; repairs resume")
+	}
+	if !active {
+		return actions
+	}
+	kept := actions[:0]
+	for _, a := range actions {
+		if a.Kind == KindReplace {
+			r.metrics.RepairsHeld.WithLabelValues(string(ReasonOtherController)).Inc()
+			continue
+		}
+		kept = append(kept, a)
+	}
+	return kept
 }
 
 // brake passes the cycle's actions through the brakes and records what they

@@ -493,3 +493,60 @@ func TestRateLimitServesTheLongestWaitingFirst(t *testing.T) {
 		t.Fatal("a failed repair kept its rate-limit slot")
 	}
 }
+
+type fakeOther struct{ active bool }
+
+func (f *fakeOther) Active() (bool, string) { return f.active, "pod piraeus/affinity-controller-x" }
+
+// While another affinity controller is active no new repair starts, but a
+// replace already under way is finished; one Event on the sidecar's pod
+// says so; repairs resume when it is gone.
+func TestOtherControllerHoldsNewRepairs(t *testing.T) {
+	b := newExBed(t)
+	pvs := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})
+	half := b.addVolume("vol-b", 1, []string{"n3"}, []string{"n1"})
+	// vol-b's replace was interrupted after its delete: it must be finished.
+	r0, _ := b.reconciler(func(s Step, pv string) error {
+		if s == StepDelete && pv == half[0].Name {
+			return ErrInterrupted
+		}
+		return nil
+	})
+	withCache(t, r0, half[0])
+	_ = r0.Cycle(context.Background())
+
+	other := &fakeOther{active: true}
+	r, rec := b.reconciler(nil)
+	r.opts.OtherController = other
+	r.opts.Self = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "linstor-csi-controller-0", Namespace: "piraeus"}}
+	for i := 0; i < 3; i++ {
+		withCache(t, r, listPVs(t, b)...)
+		_ = r.Cycle(context.Background())
+	}
+	if got := b.affinityOf(pvs[0].Name); got != "[{linbit.com/hostname=n1}]" {
+		t.Fatalf("PV repaired while another controller is active: %s", got)
+	}
+	b.assertHealed(half[0], []string{"n3"})
+	if v := testutil.ToFloat64(r.metrics.BrakeHolding.WithLabelValues("other-controller")); v != 1 {
+		t.Errorf("brake_holding{other-controller} = %v, want 1", v)
+	}
+	ev := drain(rec)
+	warned := 0
+	for _, e := range ev {
+		if strings.Contains(e, EventOtherController) {
+			warned++
+		}
+	}
+	if warned != 1 {
+		t.Errorf("%d Events about the other controller over three cycles, want 1: %q", warned, ev)
+	}
+	other.active = false
+	withCache(t, r, listPVs(t, b)...)
+	if err := r.Cycle(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	b.assertHealed(pvs[0], []string{"n2"})
+	if v := testutil.ToFloat64(r.metrics.BrakeHolding.WithLabelValues("other-controller")); v != 0 {
+		t.Errorf("brake_holding{other-controller} = %v after it left, want 0", v)
+	}
+}
