@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -53,7 +54,13 @@ func TestAPIServer(t *testing.T) {
 		// lets the API server judge the ServiceMonitor's place (group,
 		// version, scope) though not its fields.
 		createCRD(ctx, t, c, "monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors", true)
-		for _, cc := range chartCases {
+		createCRD(ctx, t, c, "monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules", true)
+		createCRD(ctx, t, c, "monitoring.coreos.com", "v1", "PodMonitor", "podmonitors", true)
+		cases := append(slices.Clone(chartCases), struct {
+			name   string
+			values map[string]any
+		}{"upstream chart values", upstreamValues(t)})
+		for _, cc := range cases {
 			t.Run(cc.name, func(t *testing.T) {
 				objs, err := helmTemplate(t, namespace, cc.values)
 				if err != nil {
@@ -70,6 +77,26 @@ func TestAPIServer(t *testing.T) {
 				}
 			})
 		}
+	})
+
+	t.Run("AcceptsMonitoringPatches", func(t *testing.T) {
+		mapper := newMapper(c)
+		for _, file := range []string{"podmonitor.yaml", "prometheusrule.yaml"} {
+			var u unstructured.Unstructured
+			readYAML(t, repoPath(t, "patches", "monitoring", file), &u.Object)
+			u.SetNamespace(namespace)
+			if err := createUnstructured(ctx, c, mapper, &u); err != nil {
+				t.Errorf("%s: %v", file, err)
+			}
+		}
+	})
+
+	t.Run("LinstorClusterPatchesOnOldAndNewOperators", func(t *testing.T) {
+		testLinstorClusterPatches(ctx, t, c)
+	})
+
+	t.Run("ConfigMapReaderPatchGrantsOnlyConfigMapGet", func(t *testing.T) {
+		testConfigMapReaderPatch(ctx, t, c)
 	})
 
 	t.Run("ChartFindsLinstorInItsNamespace", func(t *testing.T) {
