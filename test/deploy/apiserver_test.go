@@ -35,7 +35,7 @@ func TestAPIServer(t *testing.T) {
 	tool(t, "helm")
 	tool(t, "kustomize")
 	c := cluster.StartT(t, cluster.Options{NoControllerManager: true, NoScheduler: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	createNamespace(ctx, t, c, namespace)
 
@@ -97,6 +97,10 @@ func TestAPIServer(t *testing.T) {
 
 	t.Run("ConfigMapReaderPatchGrantsOnlyConfigMapGet", func(t *testing.T) {
 		testConfigMapReaderPatch(ctx, t, c)
+	})
+
+	t.Run("SettingsErrorsAreLoud", func(t *testing.T) {
+		testLoudSettings(ctx, t, c)
 	})
 
 	t.Run("ChartFindsLinstorInItsNamespace", func(t *testing.T) {
