@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 func pod(ns, name string, phase corev1.PodPhase, labels map[string]string, containers ...corev1.Container) *corev1.Pod {
@@ -202,5 +203,37 @@ func TestNewRejectsBadSelectors(t *testing.T) {
 	}
 	if _, err := New(fake.NewClientset(), Options{Selectors: []string{}}); err == nil {
 		t.Error("New accepted no selector at all")
+	}
+}
+
+func TestWatchesOnlyRunningPodsOfTheSelectors(t *testing.T) {
+	_, kube := start(t, Options{})
+	got := map[string]bool{}
+	for _, a := range kube.Actions() {
+		if a.GetVerb() != "list" && a.GetVerb() != "watch" {
+			continue
+		}
+		if a.GetResource().Resource != "pods" {
+			t.Errorf("%s %s: the watcher asks only for pods", a.GetVerb(), a.GetResource().Resource)
+			continue
+		}
+		var lbl, fld string
+		if w, ok := a.(k8stesting.WatchAction); ok {
+			lbl, fld = w.GetWatchRestrictions().Labels.String(), w.GetWatchRestrictions().Fields.String()
+		} else {
+			r := a.(k8stesting.ListAction).GetListRestrictions()
+			lbl, fld = r.Labels.String(), r.Fields.String()
+		}
+		if fld != "status.phase=Running" {
+			t.Errorf("%s pods with field selector %q, want status.phase=Running", a.GetVerb(), fld)
+		}
+		got[a.GetVerb()+" "+lbl] = true
+	}
+	for _, sel := range DefaultSelectors() {
+		for _, verb := range []string{"list", "watch"} {
+			if !got[verb+" "+sel] {
+				t.Errorf("no %s of pods with label selector %q; got %v", verb, sel, got)
+			}
+		}
 	}
 }
