@@ -393,7 +393,7 @@ func CheckFiles(getenv func(string) string, stat func(string) (os.FileInfo, erro
 		f, fromCSI := files[name]
 		switch {
 		case fromCSI && f.Volume != "":
-			problems = append(problems, fmt.Sprintf("%s=%s (taken from container %s) is not in this container: mount volume %q at %s in container linstor-affinity-sidecar too, as %s does",
+			problems = append(problems, fmt.Sprintf("%s=%s (taken from container %s) is not in this container: mount volume %s at %s in container linstor-affinity-sidecar too, as %s does",
 				name, path, container, f.Volume, f.MountPath, container))
 		case fromCSI:
 			problems = append(problems, fmt.Sprintf("%s=%s (taken from container %s) is not in this container, and no volume of %s holds it: set %s on container linstor-affinity-sidecar to a file mounted there",

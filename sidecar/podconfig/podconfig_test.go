@@ -245,7 +245,7 @@ func TestCheckFilesNamesPathAndVolume(t *testing.T) {
 		t.Fatal("missing files accepted")
 	}
 	for _, want := range []string{
-		`LS_BEARER_TOKEN_FILE=/var/run/linstor/token (taken from container linstor-csi) is not in this container: mount volume "linstor-token" at /var/run/linstor`,
+		`LS_BEARER_TOKEN_FILE=/var/run/linstor/token (taken from container linstor-csi) is not in this container: mount volume linstor-token at /var/run/linstor`,
 		"LS_USER_KEY_FILE=/etc/linstor/client/tls.key: no such file in this container: mount the volume (Secret or ConfigMap) that holds it at /etc/linstor/client/",
 	} {
 		if !strings.Contains(err.Error(), want) {

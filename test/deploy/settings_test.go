@@ -17,6 +17,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/cluster"
@@ -152,6 +153,12 @@ func testLoudSettings(ctx context.Context, t *testing.T, c *cluster.Cluster) {
 					Secret: &corev1.SecretVolumeSource{SecretName: "linstor-token"}}}},
 			},
 		}
+		// No controller manager creates service accounts here.
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "linstor-csi-controller", Namespace: namespace}}
+		if _, err := c.Client().CoreV1().ServiceAccounts(namespace).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+		pod.Spec.ServiceAccountName = sa.Name
 		if _, err := c.Client().CoreV1().Pods(namespace).Create(ctx, pod, metav1.CreateOptions{}); err != nil {
 			t.Fatal(err)
 		}
@@ -161,7 +168,7 @@ func testLoudSettings(ctx context.Context, t *testing.T, c *cluster.Cluster) {
 		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
 			t.Fatalf("want exit 1, got %v\n%s", err, out)
 		}
-		for _, want := range []string{"LS_BEARER_TOKEN_FILE=/var/run/linstor-token/token", `mount volume "linstor-token" at /var/run/linstor-token`} {
+		for _, want := range []string{"LS_BEARER_TOKEN_FILE=/var/run/linstor-token/token", "mount volume linstor-token at /var/run/linstor-token"} {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("message lacks %q:\n%v", want, err)
 			}
