@@ -224,6 +224,34 @@ func testChartLookups(ctx context.Context, t *testing.T, c *cluster.Cluster) {
 			t.Errorf("LINSTOR at %q with secret %q, want the LinstorCluster's custom-csi-tls", endpoint, secret)
 		}
 	})
+
+	// Like the upstream chart: the LinstorCluster's Service in another
+	// namespace (by its labels), and a refusal to go on without TLS when
+	// LINSTOR's namespace holds a client Secret this release cannot mount.
+	t.Run("Service of the LinstorCluster in another namespace", func(t *testing.T) {
+		createNamespace(ctx, t, c, "piraeus-elsewhere")
+		createNamespace(ctx, t, c, "apps")
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "linstor-controller", Namespace: "piraeus-elsewhere", Labels: map[string]string{
+				"app.kubernetes.io/component": "linstor-controller", "app.kubernetes.io/instance": "linstorcluster"}},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "api", Port: 3370}}},
+		}
+		if _, err := c.Client().CoreV1().Services(svc.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := render(t, "apps", defaultValues)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if endpoint, secret := linstorOf(t, m); endpoint != "http://linstor-controller.piraeus-elsewhere.svc:3370" || secret != "" {
+			t.Errorf("LINSTOR at %q with secret %q, want the LinstorCluster's Service in piraeus-elsewhere, plain http", endpoint, secret)
+		}
+		createTLSSecret(ctx, t, c, "piraeus-elsewhere", "linstor-csi-controller-tls")
+		_, err = render(t, "apps", defaultValues)
+		if err == nil || !strings.Contains(err.Error(), "copy it into namespace apps") {
+			t.Errorf("want a refusal saying to copy the client Secret into namespace apps, got %v", err)
+		}
+	})
 }
 
 func createNamespace(ctx context.Context, t *testing.T, c *cluster.Cluster, name string) {

@@ -139,7 +139,7 @@ only mount Secrets of its own namespace.
 {{- $service := include "las.linstorService" . }}
 {{- if not $service }}
 {{- if include "las.online" . }}
-{{- fail (printf "linstor.endpoint is empty and no Service labelled app.kubernetes.io/component=linstor-controller was found in any namespace (nor linstor-controller in %s): set linstor.endpoint (and linstor.clientSecret for TLS)" .Release.Namespace) }}
+{{- fail (printf "linstor.endpoint is empty and there is no Service linstor-controller in namespace %s, nor one labelled app.kubernetes.io/component=linstor-controller in any namespace, to take it from: set linstor.endpoint (and linstor.clientSecret for TLS)" .Release.Namespace) }}
 {{- end }}
 {{- $service = printf "linstor-controller.%s" .Release.Namespace }}
 {{- end }}
