@@ -136,6 +136,17 @@ func TestStandaloneModeAsTheHelmChartRunsIt(t *testing.T) {
 	if b.Sidecar.Exited() {
 		t.Errorf("sidecar exited: %v", b.Sidecar.ExitErr())
 	}
+	// The chart's RBAC grants no less than the sidecar asks for in this run:
+	// the API server refused none of its requests. (No more than it asks for:
+	// test/deploy derives the rules from the code.)
+	m, err := b.Metrics(ctx)
+	must(t, err)
+	if n := m.Sum("rest_client_requests_total", nil); n == 0 {
+		t.Error("rest_client_requests_total counts no request at all")
+	}
+	if n := m.Sum("rest_client_requests_total", map[string]string{"code": "403"}); n != 0 {
+		t.Errorf("%v requests refused (403) with the chart's RBAC", n)
+	}
 	assertNoVolumeDeleted(t, b)
 }
 
