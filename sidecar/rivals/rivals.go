@@ -78,6 +78,10 @@ type Watcher struct {
 	stores    []cache.Store
 	changed   chan struct{}
 
+	// computing serializes recompute, so an older answer never overwrites a
+	// newer one.
+	computing sync.Mutex
+
 	mu       sync.Mutex
 	active   bool
 	detail   string
@@ -170,6 +174,8 @@ func (w *Watcher) recompute() {
 	if !w.HasSynced() {
 		return
 	}
+	w.computing.Lock()
+	defer w.computing.Unlock()
 	seen := map[types.UID]bool{}
 	var found []string
 	for _, s := range w.stores {
