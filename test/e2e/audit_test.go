@@ -49,7 +49,7 @@ func auditedRequests(t *testing.T, log, user string) map[string][]int {
 			Stage      string `json:"stage"`
 			Verb       string `json:"verb"`
 			RequestURI string `json:"requestURI"`
-			User  struct {
+			User       struct {
 				Username string `json:"username"`
 			} `json:"user"`
 			ObjectRef *struct {
