@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -57,7 +58,13 @@ func TestStandaloneModeAsTheHelmChartRunsIt(t *testing.T) {
 	_, err = b.CreateControllerTLSSecret(ctx)
 	must(t, err)
 	chartFindsLinstor(ctx, t, b)
-	rel, err := b.RenderChart(ctx, "--set", "linstor.endpoint="+b.Sim.URL(), "--set", "linstor.clientSecret="+testbed.ControllerTLSSecret)
+	// The upstream linstor-affinity-controller chart's own values, every key
+	// at its default, with the two LINSTOR values a user sets.
+	root, err := cluster.RepoRoot()
+	must(t, err)
+	upstreamValues := filepath.Join(root, "test", "deploy", "testdata", "upstream-chart-values.yaml")
+	rel, err := b.RenderChart(ctx, "--values", upstreamValues,
+		"--set", "linstor.endpoint="+b.Sim.URL(), "--set", "linstor.clientSecret="+testbed.ControllerTLSSecret)
 	must(t, err)
 	c := rel.Container()
 	if !slices.Contains(c.Args, "--csi-address=") || !slices.Contains(c.Args, "--driver-name="+testbed.DriverName) {
