@@ -5,6 +5,8 @@
 #   make lint    gofmt, go vet, staticcheck
 #   make bench   benchmarks (not part of make test)
 #   make test-faults  the fault suite with its full counts (docs/reliability.md)
+#   make release-check  everything a release needs: lint, chart lint, version
+#                consistency, alert rules, and the image (target image)
 #
 # Peer binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
 # linstor-csi, csi-provisioner, staticcheck: hack/build-tools.sh; helm and
@@ -14,8 +16,13 @@
 SHELL := /usr/bin/env bash
 .SHELLFLAGS := -euo pipefail -c
 
-VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
-LDFLAGS := -s -w -X main.version=$(VERSION)
+# The version is named in one place, the file VERSION: the binary's
+# --version, the image tag, the chart's appVersion and the image tags in
+# patches/ (make release-check, and test/deploy in make test, check the rest
+# agree with it). The commit is stamped beside it.
+VERSION ?= $(shell cat VERSION)
+COMMIT ?= $(shell git describe --always --dirty 2>/dev/null)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 GO ?= go
 BIN := $(CURDIR)/bin
 IMAGE ?= linstor-affinity-sidecar:$(VERSION)
@@ -23,7 +30,7 @@ IMAGE ?= linstor-affinity-sidecar:$(VERSION)
 E2E_FLAGS ?= -count=1 -timeout=40m -p=1
 UNIT_FLAGS ?= -race -count=1 -short -timeout=15m
 
-.PHONY: all build tools tools-e2e tools-deploy tools-bench lint test unit e2e demo bench bench-go test-faults image clean
+.PHONY: all build tools tools-e2e tools-deploy tools-bench lint test unit e2e demo bench bench-go test-faults image clean release-check
 
 all: build
 
@@ -78,6 +85,16 @@ FAULTS_RUN ?= .
 FAULTS_RACE ?=
 test-faults: tools-e2e
 	FAULTS_FULL=1 FAULTS_RACE=$(FAULTS_RACE) $(GO) test -count=1 -timeout=120m -p=1 -v -run '$(FAULTS_RUN)' ./test/faults/
+
+# What a release needs besides make test: lint, helm lint of the chart (also
+# with the upstream chart's values), one version everywhere (VERSION, chart
+# appVersion, image tags in patches/, CHANGELOG section, --version), the
+# alerting rules through promtool, and the image for every architecture, which
+# is target image's job.
+release-check: lint tools-deploy build image
+	$(GO) test -count=1 -run 'TestVersion|TestChartPassesHelmLint|TestChartTakesUpstreamValues|TestAlertRules' ./test/deploy/
+	@test "$$($(BIN)/linstor-affinity-sidecar --version | cut -d' ' -f2)" = "$(VERSION)" || { echo "--version does not say $(VERSION)"; exit 1; }
+	@echo "release-check: $(VERSION) OK"
 
 # The image cannot be built on machines without a container engine; the
 # Dockerfile runs the same go build as `make build`.

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the deployment tools the tests of charts/ and patches/ run: helm and
-# kustomize, from the Go module proxy into <repo>/bin.
+# Builds the deployment tools the tests of charts/ and patches/ run: helm,
+# kustomize and promtool (for the alerting rules), from the Go module proxy
+# into <repo>/bin.
 #
 # Each tool is pinned by a wrapper module, hack/tools/<tool>/go.mod and go.sum,
 # that names it with a `tool` directive. bin/.stamp-<tool> records what the
@@ -8,7 +9,7 @@
 # link flags, the Go version); a tool whose stamp matches and whose binary is
 # present is not rebuilt.
 #
-# Usage: hack/build-deploy-tools.sh [helm] [kustomize]   (no argument: both)
+# Usage: hack/build-deploy-tools.sh [helm] [kustomize] [promtool]   (no argument: all)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,7 +21,7 @@ LOGS="${BIN}/.logs"
 export GOWORK=off
 export GOFLAGS="-mod=readonly -buildvcs=false"
 
-KNOWN="helm kustomize"
+KNOWN="helm kustomize promtool"
 
 fail() {
 	echo "build-deploy-tools: $*" >&2
@@ -32,6 +33,7 @@ module_of() {
 	case "$1" in
 	helm) echo helm.sh/helm/v3 ;;
 	kustomize) echo sigs.k8s.io/kustomize/kustomize/v5 ;;
+	promtool) echo github.com/prometheus/prometheus ;;
 	*) fail "unknown tool '$1' (known: ${KNOWN})" ;;
 	esac
 }
@@ -41,6 +43,16 @@ main_package_of() {
 	case "$1" in
 	helm) echo helm.sh/helm/v3/cmd/helm ;;
 	kustomize) echo sigs.k8s.io/kustomize/kustomize/v5 ;;
+	promtool) echo github.com/prometheus/prometheus/cmd/promtool ;;
+	esac
+}
+
+# tags_of prints the build tags of a tool. promtool leaves out every service
+# discovery plugin (Prometheus' own remove_all_sd tag): checking and testing
+# rules needs none, and they are most of its dependencies.
+tags_of() {
+	case "$1" in
+	promtool) echo remove_all_sd ;;
 	esac
 }
 
@@ -66,13 +78,16 @@ link_flags_of() {
 	kustomize)
 		echo "-X sigs.k8s.io/kustomize/api/provenance.version=kustomize/${version}"
 		;;
+	promtool)
+		echo "-X github.com/prometheus/common/version.Version=${version}"
+		;;
 	esac
 }
 
 # wanted_stamp prints the stamp a current binary of the tool carries.
 wanted_stamp() {
 	local tool="$1" version="$2" dir="${ROOT}/hack/tools/$1" hash
-	hash="$(cat "${dir}/go.mod" "${dir}/go.sum" <(link_flags_of "${tool}" "${version}") | sha256sum | cut -c1-16)"
+	hash="$(cat "${dir}/go.mod" "${dir}/go.sum" <(link_flags_of "${tool}" "${version}") <(tags_of "${tool}") | sha256sum | cut -c1-16)"
 	printf '%s %s %s\n' "${version}" "${hash}" "$(go env GOVERSION)"
 }
 
@@ -92,7 +107,7 @@ build() {
 	rm -f "${BIN}/.stamp-${tool}"
 	# Build into a temporary name first: a failed or interrupted build must
 	# never leave a binary that looks current.
-	if ! (cd "${dir}" && CGO_ENABLED=0 go build -trimpath \
+	if ! (cd "${dir}" && CGO_ENABLED=0 go build -trimpath -tags "$(tags_of "${tool}")" \
 		-ldflags "-s -w $(link_flags_of "${tool}" "${version}")" \
 		-o "${BIN}/.${tool}.new" "$(main_package_of "${tool}")") >"${log}" 2>&1; then
 		rm -f "${BIN}/.${tool}.new"

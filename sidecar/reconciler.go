@@ -14,6 +14,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	storagelisters "k8s.io/client-go/listers/storage/v1"
@@ -83,9 +84,9 @@ type Options struct {
 	// OtherController, when set, says whether another affinity controller
 	// (the upstream one) is at work; while it is, no new repair starts.
 	OtherController OtherController
-	// Self is the sidecar's own pod, for Events about the sidecar itself
-	// (nil: standalone, no such Events).
-	Self *corev1.Pod
+	// Self is the sidecar's own pod (a Pod or an ObjectReference to it), for
+	// Events about the sidecar itself; nil: no such Events.
+	Self runtime.Object
 	// SkipUnchanged lets a cycle skip deciding when nothing it decides on can
 	// have changed: LINSTOR answered with the same bytes (View.Unchanged), no
 	// PV or StorageClass changed (NoteInputChange was not called), and the

@@ -13,10 +13,12 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/csiprobe"
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/podconfig"
 )
 
 // Exit statuses of check.
@@ -92,7 +94,16 @@ func buildCheckReport(ctx context.Context, c config, explicit map[string]bool) (
 				if driverName == "" {
 					driverName = info.Name
 				}
-				adoptCSIContainerSettings(ctx, kube, &c, explicit)
+				// One try's worth of time: a check reports, it does not wait.
+				actx, cancel := context.WithTimeout(ctx, c.timeout)
+				files, aerr := adoptCSIContainerSettings(actx, kube, &c, explicit, newHealth(), &record.FakeRecorder{})
+				cancel()
+				if aerr != nil {
+					return sidecar.Report{}, fmt.Errorf("reading the CSI container's settings: %w", aerr)
+				}
+				if ferr := podconfig.CheckFiles(os.Getenv, os.Stat, files, c.csiContainer); ferr != nil {
+					return sidecar.Report{}, ferr
+				}
 			} else {
 				err = ierr
 			}

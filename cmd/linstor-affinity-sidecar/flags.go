@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"time"
 
 	"k8s.io/klog/v2"
@@ -42,10 +43,25 @@ type config struct {
 	kubeAPIQPS        float64
 	kubeAPIBurst      int
 	enablePprof       bool
+	showVersion       bool
 }
 
-// version is stamped at build time with -ldflags "-X main.version=...".
-var version = "dev"
+// version and commit are stamped at build time with -ldflags
+// "-X main.version=... -X main.commit=..."; the version comes from the file
+// VERSION (make build, the Dockerfile), the one place that names it.
+var (
+	version = "dev"
+	commit  = ""
+)
+
+// versionLine is what --version prints.
+func versionLine(name string) string {
+	s := name + " " + version
+	if commit != "" {
+		s += " (commit " + commit + ")"
+	}
+	return s + " " + runtime.Version() + " " + runtime.GOOS + "/" + runtime.GOARCH
+}
 
 func newFlagSet(name string, c *config) *flag.FlagSet {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
@@ -81,6 +97,7 @@ func newFlagSet(name string, c *config) *flag.FlagSet {
 	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 300, "Queries per second to the Kubernetes API server. Only bursts of repairs come near it (a repair is 1 to 7 requests); --max-repairs-per-minute is the brake meant to protect the API server.")
 	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 600, "Burst of queries to the Kubernetes API server.")
 	fs.BoolVar(&c.enablePprof, "enable-pprof", false, "Serve Go's profiler at /debug/pprof/ on --http-endpoint.")
+	fs.BoolVar(&c.showVersion, "version", false, "Print the version and exit.")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n       %s check [-o table|json] [flags]\n       %s migrate-properties [flags]\n\n", name, name, name)
 		fmt.Fprintf(fs.Output(), "Keeps the node affinity of LINSTOR CSI PersistentVolumes in sync with where LINSTOR keeps their data.\n")

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/http/pprof"
 	"os"
@@ -22,6 +23,7 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -37,6 +39,8 @@ import (
 
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/csiprobe"
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/podconfig"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/rivals"
 )
 
 const component = "linstor-affinity-sidecar"
@@ -57,6 +61,10 @@ func main() {
 	var c config
 	fs := newFlagSet(name, &c)
 	exitOnHelp(fs.Parse(args))
+	if c.showVersion {
+		fmt.Println(versionLine(component))
+		return
+	}
 	if _, err := c.validate(); err != nil {
 		fail("%v", err)
 	}
@@ -73,8 +81,29 @@ func main() {
 	metrics := sidecar.NewMetrics()
 	sidecar.RegisterKubeClientMetrics(metrics.Registry)
 	kube := kubernetes.NewForConfigOrDie(restConfig)
+
+	// Health and metrics first: while the sidecar cannot go on yet, /readyz
+	// says why.
+	h := newHealth()
+	mux := http.NewServeMux()
+	serveHealth(mux, c, metrics, h)
+	if c.httpEndpoint != "" {
+		go serveHTTP(ctx, c.httpEndpoint, mux)
+	}
+	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
+	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
+	defer broadcaster.Shutdown()
+	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component})
+
+	var csiFiles map[string]podconfig.File
 	if c.csiAddress != "" {
-		adoptCSIContainerSettings(ctx, kube, &c, setFlags(fs))
+		h.starting("reading the LINSTOR settings of container " + c.csiContainer)
+		if csiFiles, err = adoptCSIContainerSettings(ctx, kube, &c, setFlags(fs), h, recorder); err != nil {
+			fail("stopped while reading the CSI container's settings: %v", err)
+		}
+	}
+	if err := podconfig.CheckFiles(os.Getenv, os.Stat, csiFiles, c.csiContainer); err != nil {
+		fail("%v", err)
 	}
 	defaultPolicy, err := c.validate()
 	if err != nil {
@@ -84,6 +113,7 @@ func main() {
 	var driver sidecar.Driver
 	driverName := c.driverName
 	if c.csiAddress != "" {
+		h.starting("waiting for the CSI driver at " + c.csiAddress)
 		client, info := connectDriver(ctx, c)
 		defer func() { _ = client.Close() }()
 		driver = csiDriver{client: client}
@@ -130,10 +160,32 @@ func main() {
 		},
 	}, kube), &storagev1.StorageClass{}, stripManagedFields, wakeOnAny(wake, noteChange))
 
-	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
-	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
-	defer broadcaster.Shutdown()
-	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component})
+	// Never two rewriters: while the upstream affinity controller runs
+	// (deployed by the operator, its chart or by hand), no new repair starts.
+	selfNS, selfName, inPod := podconfig.Self()
+	others, err := rivals.New(kube, rivals.Options{Self: types.NamespacedName{Namespace: selfNS, Name: selfName}})
+	if err != nil {
+		fail("other affinity controllers: %v", err)
+	}
+	others.Start(ctx)
+	go func() {
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-others.Changed():
+				noteChange()
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}
+		}
+	}()
+	var self runtime.Object
+	if inPod {
+		self = podRef(selfNS, selfName)
+	}
 
 	method, _ := sidecar.ParseRepairMethod(c.repairMethod) // validated above
 	exec := &sidecar.Executor{Kube: kube, State: linstor, DriverName: driverName, Timeout: c.timeout, Method: method}
@@ -144,19 +196,27 @@ func main() {
 			MaxDriftFraction: c.maxDriftFraction, MinDrifted: 5, DriftConfirmations: c.driftConfirms,
 			Force: c.force, MaxRepairsPerMinute: c.maxRepairsPerMin,
 		},
-		SkipUnchanged: true,
+		SkipUnchanged:   true,
+		OtherController: others,
+		Self:            self,
 	}, corelisters.NewPersistentVolumeLister(pvWatch.Indexer()), storagelisters.NewStorageClassLister(scWatch.Indexer()),
 		linstor, driver, exec, recorder, metrics)
 
 	go pvWatch.Run(ctx)
 	go scWatch.Run(ctx)
 	synced := func() bool { return pvWatch.HasSynced() && scWatch.HasSynced() }
-	mux := http.NewServeMux()
-	serveHealth(mux, c, metrics, driver, synced)
-	if c.httpEndpoint != "" {
-		go serveHTTP(ctx, c.httpEndpoint, mux)
-	}
-	if !cache.WaitForCacheSync(ctx.Done(), pvWatch.HasSynced, scWatch.HasSynced) {
+	h.started(func(ctx context.Context) error {
+		if !synced() {
+			return errors.New("informer caches not synced")
+		}
+		if driver != nil {
+			if err := driver.Ready(ctx); err != nil {
+				return fmt.Errorf("CSI driver: %w", err)
+			}
+		}
+		return nil
+	})
+	if !cache.WaitForCacheSync(ctx.Done(), pvWatch.HasSynced, scWatch.HasSynced, others.HasSynced) {
 		fail("informer caches did not sync")
 	}
 	klog.InfoS("Caches synced", "driver", driverName, "reconcileRate", c.reconcileRate, "workers", c.workers)
@@ -285,22 +345,17 @@ func wakeOn(concerns func(obj any) bool, wake chan<- struct{}, changed func()) f
 	}
 }
 
-// serveHealth registers /healthz (the process runs), /readyz (caches synced,
-// CSI driver ready) and the metrics.
-func serveHealth(mux *http.ServeMux, c config, metrics *sidecar.Metrics, driver sidecar.Driver, synced func() bool) {
+// serveHealth registers /healthz (the process runs), /readyz (what h says:
+// caches synced and CSI driver ready once started, else why not yet) and the
+// metrics.
+func serveHealth(mux *http.ServeMux, c config, metrics *sidecar.Metrics, h *health) {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !synced() {
-			http.Error(w, "informer caches not synced", http.StatusServiceUnavailable)
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := h.ready(ctx); err != nil {
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
-		}
-		if driver != nil {
-			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-			defer cancel()
-			if err := driver.Ready(ctx); err != nil {
-				http.Error(w, "CSI driver: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})

@@ -3,9 +3,15 @@ package main
 import (
 	"context"
 	"flag"
+	"fmt"
 	"os"
+	"time"
 
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/wait"
 	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/podconfig"
@@ -19,12 +25,24 @@ func setFlags(fs *flag.FlagSet) map[string]bool {
 	return set
 }
 
+// settingsBackoff spaces the attempts to read the CSI container's settings:
+// quick at first (the API server may just be slow to answer), then every two
+// minutes at most.
+var settingsBackoff = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: 1 << 30, Cap: 2 * time.Minute}
+
 // adoptCSIContainerSettings takes the LINSTOR connection, property namespace
 // and default policy from the LINSTOR CSI container of the sidecar's own pod,
-// unless they are given explicitly (LS_* environment, flags). Outside a pod, or
-// when the pod cannot be read, it says so and the sidecar goes on with what
-// it was given.
-func adoptCSIContainerSettings(ctx context.Context, kube kubernetes.Interface, c *config, explicit map[string]bool) {
+// unless they are given explicitly (LS_* environment, flags).
+//
+// In the pod (POD_NAME set) it never goes on without them: a pod or container
+// it cannot read would leave golinstor's default, http://localhost:3370,
+// which is no LINSTOR. Until it succeeds, /readyz says why, the pod gets a
+// warning Event and the log an error, and it tries again with backoff. Only
+// outside a pod (no POD_NAME: a developer's kubeconfig) does it go on with the
+// flags and environment alone. It returns the *_FILE variables taken from the
+// CSI container, which CheckFiles needs, or an error when ctx ends first.
+func adoptCSIContainerSettings(ctx context.Context, kube kubernetes.Interface, c *config, explicit map[string]bool,
+	h *health, recorder record.EventRecorder) (map[string]podconfig.File, error) {
 	haveEnv := false
 	for _, k := range []string{"LS_CONTROLLERS", "LS_ROOT_CA", "LS_USER_CERTIFICATE", "LS_USER_KEY", "LS_ROOT_CA_FILE",
 		"LS_USER_CERTIFICATE_FILE", "LS_USER_KEY_FILE", "LS_USERNAME", "LS_BEARER_TOKEN_FILE"} {
@@ -34,19 +52,46 @@ func adoptCSIContainerSettings(ctx context.Context, kube kubernetes.Interface, c
 	}
 	needNS, needPolicy := !explicit["property-namespace"], !explicit["default-remote-access-policy"]
 	if c.csiContainer == "" || (haveEnv && !needNS && !needPolicy) {
-		return
+		return nil, nil
 	}
 	namespace, pod, ok := podconfig.Self()
 	if !ok {
 		klog.V(2).InfoS("Not running in a pod; using flags and LS_* environment only")
-		return
+		return nil, nil
 	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	s, err := podconfig.Discover(cctx, kube, namespace, pod, c.csiContainer)
-	if err != nil {
-		klog.InfoS("Cannot read settings from the CSI container; using flags and LS_* environment only", "err", err)
-		return
+	strict := os.Getenv("POD_NAME") != ""
+	var s *podconfig.Settings
+	var lastErr string
+	backoff := settingsBackoff
+	for {
+		cctx, cancel := context.WithTimeout(ctx, c.timeout)
+		var err error
+		s, err = podconfig.Discover(cctx, kube, namespace, pod, c.csiContainer)
+		cancel()
+		if err == nil {
+			break
+		}
+		if !strict {
+			klog.InfoS("Cannot read settings from the CSI container; using flags and LS_* environment only (POD_NAME is not set, so this may not be a pod)", "err", err)
+			return nil, nil
+		}
+		msg := fmt.Sprintf("cannot read the LINSTOR settings of container %s of pod %s/%s, and will not guess them: %v "+
+			"(set --csi-container to the LINSTOR CSI container's name, or --csi-container= with LS_* variables)", c.csiContainer, namespace, pod, err)
+		h.starting(msg)
+		delay := backoff.Step()
+		klog.ErrorS(err, "Cannot read the LINSTOR settings of the CSI container; not ready, trying again", "container", c.csiContainer, "pod", namespace+"/"+pod, "retryIn", delay.Round(time.Second))
+		if msg != lastErr {
+			lastErr = msg
+			recorder.Event(podRef(namespace, pod), corev1.EventTypeWarning, "SettingsUnreadable", msg)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%s: %w", msg, ctx.Err())
+		case <-time.After(delay):
+		}
+	}
+	if lastErr != "" {
+		recorder.Event(podRef(namespace, pod), corev1.EventTypeNormal, "SettingsRead", "read the LINSTOR settings of container "+c.csiContainer)
 	}
 	if haveEnv {
 		klog.InfoS("LINSTOR connection from the LS_* environment; the CSI container's is not used")
@@ -67,4 +112,14 @@ func adoptCSIContainerSettings(ctx context.Context, kube kubernetes.Interface, c
 		c.defaultPolicy = s.DefaultPolicy.Value
 		klog.InfoS("Default remote access policy taken from the CSI container", "policy", c.defaultPolicy, "source", s.DefaultPolicy.Source)
 	}
+	if haveEnv {
+		return nil, nil
+	}
+	return s.Files, nil
+}
+
+// podRef names the sidecar's own pod for Events; with POD_UID (downward API)
+// kubectl describe pod lists them too.
+func podRef(namespace, name string) *corev1.ObjectReference {
+	return &corev1.ObjectReference{Kind: "Pod", APIVersion: "v1", Namespace: namespace, Name: name, UID: types.UID(os.Getenv("POD_UID"))}
 }

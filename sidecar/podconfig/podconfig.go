@@ -13,6 +13,7 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
 )
@@ -32,6 +33,11 @@ var fileVariants = map[string]string{
 	"LS_USER_KEY_FILE":         "LS_USER_KEY",
 }
 
+// ConfigMapRBACPatch is the file that lets the CSI controller's service
+// account read ConfigMaps in its namespace, which Piraeus Operator's role does
+// not grant (a CA from apiTLS.caReference.kind ConfigMap needs it).
+const ConfigMapRBACPatch = "patches/rbac-configmap-reader.yaml"
+
 // secretSettings are never logged with their values.
 var secretSettings = map[string]bool{"LS_PASSWORD": true, "LS_USER_KEY": true, "LS_ROOT_CA": true, "LS_USER_CERTIFICATE": true}
 
@@ -49,6 +55,19 @@ type Settings struct {
 	PropertyNamespace *Setting
 	// DefaultPolicy from --default-remote-access-policy, if given.
 	DefaultPolicy *Setting
+	// Files are the *_FILE variables in Env that stay file paths (there is
+	// no content variable to carry them instead, as for
+	// LS_BEARER_TOKEN_FILE): the sidecar's container must mount them too.
+	Files map[string]File
+}
+
+// File is a file of the CSI container that the sidecar reads by path.
+type File struct {
+	Path string
+	// Volume is the pod volume mounted at MountPath in the CSI container
+	// that holds Path; empty when no mount of the container holds it.
+	Volume    string
+	MountPath string
 }
 
 // Redacted renders a setting for logs: secrets show only their size.
@@ -112,7 +131,7 @@ func (r *resolver) where() string {
 }
 
 func (r *resolver) settings() (*Settings, error) {
-	s := &Settings{Env: map[string]Setting{}}
+	s := &Settings{Env: map[string]Setting{}, Files: map[string]File{}}
 	for _, from := range r.container.EnvFrom {
 		if err := r.envFrom(from, s.Env); err != nil {
 			return nil, err
@@ -142,6 +161,15 @@ func (r *resolver) settings() (*Settings, error) {
 			return nil, fmt.Errorf("%s=%s in %s: %w", fileVar, f.Value, r.where(), err)
 		}
 		s.Env[contentVar] = Setting{Value: content, Source: src}
+	}
+	for name, v := range s.Env {
+		if strings.HasSuffix(name, "_FILE") {
+			f := File{Path: v.Value}
+			if m := r.mountOf(v.Value); m != nil {
+				f.Volume, f.MountPath = m.Name, m.MountPath
+			}
+			s.Files[name] = f
+		}
 	}
 	args := append(append([]string(nil), r.container.Command...), r.container.Args...)
 	if v, ok := flagValue(args, "linstor-endpoint"); ok {
@@ -244,8 +272,12 @@ func (r *resolver) configMap(name string, optional *bool) (*corev1.ConfigMap, er
 	}
 	c, err := r.kube.CoreV1().ConfigMaps(r.pod.Namespace).Get(r.ctx, name, metav1.GetOptions{})
 	if err != nil {
-		if optional != nil && *optional {
+		if optional != nil && *optional && !apierrors.IsForbidden(err) {
 			return nil, nil
+		}
+		if apierrors.IsForbidden(err) {
+			return nil, fmt.Errorf("configmap %s/%s referenced by %s: %w; the CSI controller's service account may not read ConfigMaps: apply %s (kubectl apply -n %s -f %s)",
+				r.pod.Namespace, name, r.where(), err, ConfigMapRBACPatch, r.pod.Namespace, ConfigMapRBACPatch)
 		}
 		return nil, fmt.Errorf("configmap %s/%s referenced by %s: %w", r.pod.Namespace, name, r.where(), err)
 	}
@@ -277,9 +309,9 @@ func (r *resolver) configMapKey(name, key string, optional *bool) (string, error
 	return v, nil
 }
 
-// mountedFile reads a file of the other container through the Secret or
-// ConfigMap volume it is mounted from.
-func (r *resolver) mountedFile(file string) (string, string, error) {
+// mountOf returns the mount of the container that holds file, the deepest
+// one if several do, or nil.
+func (r *resolver) mountOf(file string) *corev1.VolumeMount {
 	var best *corev1.VolumeMount
 	for i := range r.container.VolumeMounts {
 		m := &r.container.VolumeMounts[i]
@@ -288,6 +320,13 @@ func (r *resolver) mountedFile(file string) (string, string, error) {
 			best = m
 		}
 	}
+	return best
+}
+
+// mountedFile reads a file of the other container through the Secret or
+// ConfigMap volume it is mounted from.
+func (r *resolver) mountedFile(file string) (string, string, error) {
+	best := r.mountOf(file)
 	if best == nil {
 		return "", "", fmt.Errorf("no volume of the container is mounted there")
 	}
@@ -339,4 +378,42 @@ func flagValue(args []string, name string) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// CheckFiles makes sure every LS_*_FILE variable of the process names a file
+// this container has, and otherwise says which volume to mount where: golinstor
+// would only fail later, at the first LINSTOR request, with a bare "no such
+// file". files (may be nil) are what Discover found in the CSI container, for
+// variables taken from it. getenv and stat are os.Getenv and os.Stat but for
+// tests.
+func CheckFiles(getenv func(string) string, stat func(string) (os.FileInfo, error), files map[string]File, container string) error {
+	var problems []string
+	for _, name := range linstorEnv {
+		if !strings.HasSuffix(name, "_FILE") {
+			continue
+		}
+		path := getenv(name)
+		if path == "" {
+			continue
+		}
+		if _, err := stat(path); err == nil {
+			continue
+		}
+		f, fromCSI := files[name]
+		switch {
+		case fromCSI && f.Volume != "":
+			problems = append(problems, fmt.Sprintf("%s=%s (taken from container %s) is not in this container: mount volume %s at %s in container linstor-affinity-sidecar too, as %s does",
+				name, path, container, f.Volume, f.MountPath, container))
+		case fromCSI:
+			problems = append(problems, fmt.Sprintf("%s=%s (taken from container %s) is not in this container, and no volume of %s holds it: set %s on container linstor-affinity-sidecar to a file mounted there",
+				name, path, container, container, name))
+		default:
+			problems = append(problems, fmt.Sprintf("%s=%s: no such file in this container: mount the volume (Secret or ConfigMap) that holds it at %s in container linstor-affinity-sidecar",
+				name, path, path[:strings.LastIndexByte(path, '/')+1]))
+		}
+	}
+	if len(problems) > 0 {
+		return fmt.Errorf("%s", strings.Join(problems, "; "))
+	}
+	return nil
 }

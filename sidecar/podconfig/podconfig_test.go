@@ -2,12 +2,19 @@ package podconfig
 
 import (
 	"context"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/client-go/kubernetes/fake"
+	k8stesting "k8s.io/client-go/testing"
 )
 
 const ns = "piraeus-datastore"
@@ -186,5 +193,74 @@ func TestFlagValueForms(t *testing.T) {
 		if got != tc.want || ok != tc.ok {
 			t.Errorf("flagValue(%s) = %q, %v; want %q, %v", tc.name, got, ok, tc.want, tc.ok)
 		}
+	}
+}
+
+func TestConfigMapForbiddenNamesTheRBACPatch(t *testing.T) {
+	csi := corev1.Container{Name: "linstor-csi", Env: []corev1.EnvVar{
+		{Name: "LS_ROOT_CA", ValueFrom: &corev1.EnvVarSource{ConfigMapKeyRef: &corev1.ConfigMapKeySelector{
+			LocalObjectReference: corev1.LocalObjectReference{Name: "linstor-ca"}, Key: "ca.crt",
+		}}},
+	}}
+	kube := fake.NewClientset(operatorPod(csi))
+	kube.PrependReactor("get", "configmaps", func(k8stesting.Action) (bool, runtime.Object, error) {
+		return true, nil, apierrors.NewForbidden(schema.GroupResource{Resource: "configmaps"}, "linstor-ca", errors.New("RBAC: not allowed"))
+	})
+	_, err := Discover(context.Background(), kube, ns, "linstor-csi-controller-abc", "linstor-csi")
+	if err == nil || !strings.Contains(err.Error(), ConfigMapRBACPatch) || !strings.Contains(err.Error(), "configmap "+ns+"/linstor-ca") {
+		t.Errorf("want an error naming the ConfigMap and %s, got %v", ConfigMapRBACPatch, err)
+	}
+}
+
+func TestDiscoverKeepsBearerTokenFileWithItsVolume(t *testing.T) {
+	csi := corev1.Container{
+		Name: "linstor-csi",
+		Env: []corev1.EnvVar{
+			{Name: "LS_CONTROLLERS", Value: "https://linstor:3371"},
+			{Name: "LS_BEARER_TOKEN_FILE", Value: "/var/run/linstor/token"},
+		},
+		VolumeMounts: []corev1.VolumeMount{{Name: "linstor-token", MountPath: "/var/run/linstor"}},
+	}
+	s, err := Discover(context.Background(), fake.NewClientset(operatorPod(csi)), ns, "linstor-csi-controller-abc", "linstor-csi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := File{Path: "/var/run/linstor/token", Volume: "linstor-token", MountPath: "/var/run/linstor"}
+	if s.Files["LS_BEARER_TOKEN_FILE"] != want || s.Env["LS_BEARER_TOKEN_FILE"].Value != want.Path {
+		t.Errorf("Files = %+v, Env = %+v; want %+v", s.Files, s.Env["LS_BEARER_TOKEN_FILE"], want)
+	}
+}
+
+func TestCheckFilesNamesPathAndVolume(t *testing.T) {
+	dir := t.TempDir()
+	present := filepath.Join(dir, "ca.crt")
+	if err := os.WriteFile(present, []byte("x"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{
+		"LS_BEARER_TOKEN_FILE": "/var/run/linstor/token",
+		"LS_ROOT_CA_FILE":      present,
+		"LS_USER_KEY_FILE":     "/etc/linstor/client/tls.key",
+	}
+	files := map[string]File{"LS_BEARER_TOKEN_FILE": {Path: "/var/run/linstor/token", Volume: "linstor-token", MountPath: "/var/run/linstor"}}
+	err := CheckFiles(func(k string) string { return env[k] }, os.Stat, files, "linstor-csi")
+	if err == nil {
+		t.Fatal("missing files accepted")
+	}
+	for _, want := range []string{
+		`LS_BEARER_TOKEN_FILE=/var/run/linstor/token (taken from container linstor-csi) is not in this container: mount volume linstor-token at /var/run/linstor`,
+		"LS_USER_KEY_FILE=/etc/linstor/client/tls.key: no such file in this container: mount the volume (Secret or ConfigMap) that holds it at /etc/linstor/client/",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	if strings.Contains(err.Error(), "LS_ROOT_CA_FILE") {
+		t.Errorf("a present file reported: %v", err)
+	}
+	delete(env, "LS_BEARER_TOKEN_FILE")
+	delete(env, "LS_USER_KEY_FILE")
+	if err := CheckFiles(func(k string) string { return env[k] }, os.Stat, nil, "linstor-csi"); err != nil {
+		t.Errorf("present files refused: %v", err)
 	}
 }

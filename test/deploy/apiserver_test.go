@@ -3,6 +3,7 @@ package deploy
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -34,7 +35,7 @@ func TestAPIServer(t *testing.T) {
 	tool(t, "helm")
 	tool(t, "kustomize")
 	c := cluster.StartT(t, cluster.Options{NoControllerManager: true, NoScheduler: true})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()
 	createNamespace(ctx, t, c, namespace)
 
@@ -53,7 +54,13 @@ func TestAPIServer(t *testing.T) {
 		// lets the API server judge the ServiceMonitor's place (group,
 		// version, scope) though not its fields.
 		createCRD(ctx, t, c, "monitoring.coreos.com", "v1", "ServiceMonitor", "servicemonitors", true)
-		for _, cc := range chartCases {
+		createCRD(ctx, t, c, "monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules", true)
+		createCRD(ctx, t, c, "monitoring.coreos.com", "v1", "PodMonitor", "podmonitors", true)
+		cases := append(slices.Clone(chartCases), struct {
+			name   string
+			values map[string]any
+		}{"upstream chart values", upstreamValues(t)})
+		for _, cc := range cases {
 			t.Run(cc.name, func(t *testing.T) {
 				objs, err := helmTemplate(t, namespace, cc.values)
 				if err != nil {
@@ -70,6 +77,30 @@ func TestAPIServer(t *testing.T) {
 				}
 			})
 		}
+	})
+
+	t.Run("AcceptsMonitoringPatches", func(t *testing.T) {
+		mapper := newMapper(c)
+		for _, file := range []string{"podmonitor.yaml", "prometheusrule.yaml"} {
+			var u unstructured.Unstructured
+			readYAML(t, repoPath(t, "patches", "monitoring", file), &u.Object)
+			u.SetNamespace(namespace)
+			if err := createUnstructured(ctx, c, mapper, &u); err != nil {
+				t.Errorf("%s: %v", file, err)
+			}
+		}
+	})
+
+	t.Run("LinstorClusterPatchesOnOldAndNewOperators", func(t *testing.T) {
+		testLinstorClusterPatches(ctx, t, c)
+	})
+
+	t.Run("ConfigMapReaderPatchGrantsOnlyConfigMapGet", func(t *testing.T) {
+		testConfigMapReaderPatch(ctx, t, c)
+	})
+
+	t.Run("SettingsErrorsAreLoud", func(t *testing.T) {
+		testLoudSettings(ctx, t, c)
 	})
 
 	t.Run("ChartFindsLinstorInItsNamespace", func(t *testing.T) {
@@ -191,6 +222,34 @@ func testChartLookups(ctx context.Context, t *testing.T, c *cluster.Cluster) {
 		}
 		if endpoint, secret := linstorOf(t, m); endpoint != "https://linstor-controller.linstor-tls.svc:3371" || secret != "custom-csi-tls" {
 			t.Errorf("LINSTOR at %q with secret %q, want the LinstorCluster's custom-csi-tls", endpoint, secret)
+		}
+	})
+
+	// Like the upstream chart: the LinstorCluster's Service in another
+	// namespace (by its labels), and a refusal to go on without TLS when
+	// LINSTOR's namespace holds a client Secret this release cannot mount.
+	t.Run("Service of the LinstorCluster in another namespace", func(t *testing.T) {
+		createNamespace(ctx, t, c, "piraeus-elsewhere")
+		createNamespace(ctx, t, c, "apps")
+		svc := &corev1.Service{
+			ObjectMeta: metav1.ObjectMeta{Name: "linstor-controller", Namespace: "piraeus-elsewhere", Labels: map[string]string{
+				"app.kubernetes.io/component": "linstor-controller", "app.kubernetes.io/instance": "linstorcluster"}},
+			Spec: corev1.ServiceSpec{Ports: []corev1.ServicePort{{Name: "api", Port: 3370}}},
+		}
+		if _, err := c.Client().CoreV1().Services(svc.Namespace).Create(ctx, svc, metav1.CreateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := render(t, "apps", defaultValues)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if endpoint, secret := linstorOf(t, m); endpoint != "http://linstor-controller.piraeus-elsewhere.svc:3370" || secret != "" {
+			t.Errorf("LINSTOR at %q with secret %q, want the LinstorCluster's Service in piraeus-elsewhere, plain http", endpoint, secret)
+		}
+		createTLSSecret(ctx, t, c, "piraeus-elsewhere", "linstor-csi-controller-tls")
+		_, err = render(t, "apps", defaultValues)
+		if err == nil || !strings.Contains(err.Error(), "copy it into namespace apps") {
+			t.Errorf("want a refusal saying to copy the client Secret into namespace apps, got %v", err)
 		}
 	})
 }

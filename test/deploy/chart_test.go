@@ -218,7 +218,7 @@ func TestChartDefaults(t *testing.T) {
 	}
 	wantArgs := []string{
 		"--csi-address=", "--csi-container=", "--driver-name=linstor.csi.linbit.com",
-		"--reconcile-rate=15s", "--resync-rate=15m",
+		"--reconcile-rate=15s", "--resync-rate=15m", "--workers=10",
 		"--leader-election=true", "--leader-election-namespace=" + namespace,
 		"--http-endpoint=:9813", "-v=2",
 	}
@@ -263,20 +263,15 @@ func TestChartDefaults(t *testing.T) {
 		t.Errorf("ports = %+v, want http 9813", c.Ports)
 	}
 
-	// RBAC: exactly what the sidecar does with the API.
+	// RBAC: exactly what the code asks of the API server, no more, no less
+	// (derived from the code by codeRequests).
+	clusterWide, inNamespace := codeRequests(t)
 	var cr rbacv1.ClusterRole
 	m.get(t, "ClusterRole", fullname, &cr)
-	wantRules := map[string][]string{
-		"/persistentvolumes":            {"create", "delete", "get", "list", "patch", "update", "watch"},
-		"/persistentvolumeclaims":       {"get", "list", "watch"},
-		"storage.k8s.io/storageclasses": {"get", "list", "watch"},
-		"/events":                       {"create", "patch"},
-		"events.k8s.io/events":          {"create", "patch"},
-	}
-	checkRules(t, "ClusterRole", cr.Rules, wantRules)
+	checkRules(t, "ClusterRole", cr.Rules, clusterWide)
 	var role rbacv1.Role
 	m.get(t, "Role", fullname, &role)
-	checkRules(t, "Role", role.Rules, map[string][]string{"coordination.k8s.io/leases": {"create", "get", "update"}})
+	checkRules(t, "Role", role.Rules, inNamespace)
 	var crb rbacv1.ClusterRoleBinding
 	m.get(t, "ClusterRoleBinding", fullname, &crb)
 	var rb rbacv1.RoleBinding
@@ -328,8 +323,8 @@ func checkSelects(t *testing.T, what string, selector, podLabels map[string]stri
 
 func TestChartOptions(t *testing.T) {
 	m := render(t, optionValues)
-	// No ServiceAccount, no RBAC, no PodDisruptionBudget; the metrics Service and its ServiceMonitor.
-	wantKinds(t, m, "Deployment/"+fullname, "Service/"+fullname+"-metrics", "ServiceMonitor/"+fullname)
+	// No ServiceAccount, no RBAC, no PodDisruptionBudget; the metrics Service, its ServiceMonitor and the alerts.
+	wantKinds(t, m, "Deployment/"+fullname, "Service/"+fullname+"-metrics", "ServiceMonitor/"+fullname, "PrometheusRule/"+fullname)
 
 	d, c := m.deployment(t)
 	pod := d.Spec.Template.Spec
@@ -341,7 +336,7 @@ func TestChartOptions(t *testing.T) {
 	}
 	wantArgs := []string{
 		"--csi-address=", "--csi-container=", "--driver-name=linstor.csi.example.com",
-		"--reconcile-rate=30s", "--resync-rate=1h", "--property-namespace=Aux/topology",
+		"--reconcile-rate=30s", "--resync-rate=1h", "--workers=10", "--property-namespace=Aux/topology",
 		"--leader-election=true", "--leader-election-namespace=" + namespace,
 		"--http-endpoint=:9813", "-v=4", "--new-pv-grace-period=5m",
 	}
@@ -490,5 +485,57 @@ func TestChartSchemaRejectsBadValues(t *testing.T) {
 				t.Errorf("error does not name %q:\n%v", c.want, err)
 			}
 		})
+	}
+}
+
+// upstreamValues is the upstream linstor-affinity-controller chart's every
+// option at its defaults (testdata/upstream-chart-values.yaml).
+func upstreamValues(t testing.TB) map[string]any {
+	t.Helper()
+	var v map[string]any
+	readYAML(t, repoPath(t, "test", "deploy", "testdata", "upstream-chart-values.yaml"), &v)
+	return v
+}
+
+// TestChartTakesUpstreamValues renders and lints the chart with the upstream
+// chart's values unchanged: keys the sidecar uses work, the others are
+// accepted and ignored, and the upstream controller's image is not run.
+func TestChartTakesUpstreamValues(t *testing.T) {
+	values := upstreamValues(t)
+	helm, env := helmCmd(t)
+	out, err := run(t, "", env, helm, "lint", "--strict", chartDir(t), "--namespace", namespace, "--values", valuesFile(t, values))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out, "0 chart(s) failed") {
+		t.Errorf("helm lint:\n%s", out)
+	}
+	m := render(t, values)
+	wantKinds(t, m, "ServiceAccount/"+fullname, "ClusterRole/"+fullname, "ClusterRoleBinding/"+fullname,
+		"Role/"+fullname, "RoleBinding/"+fullname, "Deployment/"+fullname, "PodDisruptionBudget/"+fullname)
+	_, c := m.deployment(t)
+	if c.Image != "quay.io/piraeusdatastore/linstor-affinity-sidecar:v0.1.0" {
+		t.Errorf("image = %s; the upstream controller's repository must give way to the sidecar's", c.Image)
+	}
+	wantArgs := []string{
+		"--csi-address=", "--csi-container=", "--driver-name=linstor.csi.linbit.com",
+		"--reconcile-rate=15s", "--resync-rate=15m", "--workers=10",
+		"--leader-election=true", "--leader-election-namespace=" + namespace,
+		"--http-endpoint=:9813", "-v=1",
+	}
+	if !slices.Equal(c.Args, wantArgs) {
+		t.Errorf("args = %q\nwant   %q", c.Args, wantArgs)
+	}
+	var pdb policyv1.PodDisruptionBudget
+	m.get(t, "PodDisruptionBudget", fullname, &pdb)
+	if pdb.Spec.MinAvailable == nil || *pdb.Spec.MinAvailable != intstr.FromInt32(1) {
+		t.Errorf("PDB minAvailable = %v, want upstream's 1", pdb.Spec.MinAvailable)
+	}
+
+	// linstor.Endpoint, as the upstream option table spells it, is taken.
+	values["linstor"] = map[string]any{"Endpoint": "http://10.1.2.3:3370"}
+	_, c = render(t, values).deployment(t)
+	if v, _ := envValue(c, "LS_CONTROLLERS"); v != "http://10.1.2.3:3370" {
+		t.Errorf("LS_CONTROLLERS = %q from linstor.Endpoint", v)
 	}
 }

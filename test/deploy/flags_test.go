@@ -30,6 +30,8 @@ func TestSidecarAcceptsTheFlagsItIsDeployedWith(t *testing.T) {
 		_, ctr := render(t, c.values).deployment(t)
 		deployed["chart/"+c.name] = ctr.Args
 	}
+	_, ctr := render(t, upstreamValues(t)).deployment(t)
+	deployed["chart/upstream chart values"] = ctr.Args
 	for name, args := range deployed {
 		t.Run(name, func(t *testing.T) {
 			_, err := run(t, "", []string{"KUBECONFIG="}, bin, append(args, "--kubeconfig="+noKubeconfig)...)

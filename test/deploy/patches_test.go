@@ -58,13 +58,15 @@ func applyPodTemplate(t testing.TB) *appsv1.Deployment {
 	// Strict decoding: the merge patch must set nothing but the pod template.
 	var lc struct {
 		Spec struct {
-			CSIController struct {
+			AffinityController affinityControllerSpec `json:"affinityController"`
+			CSIController      struct {
 				PodTemplate json.RawMessage `json:"podTemplate"`
 			} `json:"csiController"`
 		} `json:"spec"`
 	}
 	path := repoPath(t, "patches", "linstorcluster-sidecar.yaml")
 	readYAML(t, path, &lc)
+	lc.Spec.AffinityController.mustBeOff(t, path)
 	raw := lc.Spec.CSIController.PodTemplate
 	// The LinstorCluster CRD types podTemplate as a PodTemplateSpec.
 	dec := json.NewDecoder(bytes.NewReader(raw))
@@ -113,11 +115,13 @@ func applyLinstorClusterPatches(t testing.TB) *appsv1.Deployment {
 	t.Helper()
 	var lc struct {
 		Spec struct {
-			Patches []kustomizePatch `json:"patches"`
+			AffinityController affinityControllerSpec `json:"affinityController"`
+			Patches            []kustomizePatch       `json:"patches"`
 		} `json:"spec"`
 	}
 	path := repoPath(t, "patches", "linstorcluster-patches.yaml")
 	readYAML(t, path, &lc)
+	lc.Spec.AffinityController.mustBeOff(t, path)
 	if len(lc.Spec.Patches) != 1 {
 		t.Fatalf("%s: want 1 entry in spec.patches, got %d", path, len(lc.Spec.Patches))
 	}

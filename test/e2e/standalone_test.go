@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -34,7 +35,8 @@ func TestStandaloneModeAsTheHelmChartRunsIt(t *testing.T) {
 	if missing, err := cluster.MissingBinaries("", "helm"); err != nil || len(missing) > 0 {
 		cluster.SkipOrFatal(t, fmt.Errorf("rendering the chart needs %v (make tools-deploy): %w %v", missing, cluster.ErrMissingBinary, err))
 	}
-	b := startBed(t, testbed.Options{LinstorTLS: true, NoSidecar: true})
+	auditArgs, auditFile := auditLog(t, t.TempDir())
+	b := startBed(t, testbed.Options{LinstorTLS: true, NoSidecar: true, APIServerArgs: auditArgs})
 	ctx := testContext(t, 5*time.Minute)
 	createStorageClasses(ctx, t, b)
 
@@ -56,7 +58,13 @@ func TestStandaloneModeAsTheHelmChartRunsIt(t *testing.T) {
 	_, err = b.CreateControllerTLSSecret(ctx)
 	must(t, err)
 	chartFindsLinstor(ctx, t, b)
-	rel, err := b.RenderChart(ctx, "--set", "linstor.endpoint="+b.Sim.URL(), "--set", "linstor.clientSecret="+testbed.ControllerTLSSecret)
+	// The upstream linstor-affinity-controller chart's own values, every key
+	// at its default, with the two LINSTOR values a user sets.
+	root, err := cluster.RepoRoot()
+	must(t, err)
+	upstreamValues := filepath.Join(root, "test", "deploy", "testdata", "upstream-chart-values.yaml")
+	rel, err := b.RenderChart(ctx, "--values", upstreamValues,
+		"--set", "linstor.endpoint="+b.Sim.URL(), "--set", "linstor.clientSecret="+testbed.ControllerTLSSecret)
 	must(t, err)
 	c := rel.Container()
 	if !slices.Contains(c.Args, "--csi-address=") || !slices.Contains(c.Args, "--driver-name="+testbed.DriverName) {
@@ -135,6 +143,18 @@ func TestStandaloneModeAsTheHelmChartRunsIt(t *testing.T) {
 	}
 	if b.Sidecar.Exited() {
 		t.Errorf("sidecar exited: %v", b.Sidecar.ExitErr())
+	}
+	// The chart's RBAC against what the sidecar asked for in this run, from
+	// the API server's audit log (test/deploy also derives the rules from the
+	// code); and, from its own metrics, none of its requests refused.
+	compareRBACWithAudit(t, rel, auditFile)
+	m, err := b.Metrics(ctx)
+	must(t, err)
+	if n := m.Sum("rest_client_requests_total", nil); n == 0 {
+		t.Error("rest_client_requests_total counts no request at all")
+	}
+	if n := m.Sum("rest_client_requests_total", map[string]string{"code": "403"}); n != 0 {
+		t.Errorf("%v requests refused (403) with the chart's RBAC", n)
 	}
 	assertNoVolumeDeleted(t, b)
 }

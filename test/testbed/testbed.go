@@ -43,6 +43,8 @@ type Options struct {
 	Nodes []Node
 	// MutablePVNodeAffinity turns on the alpha gate in the control plane.
 	MutablePVNodeAffinity bool
+	// APIServerArgs are extra kube-apiserver flags (an audit log, say).
+	APIServerArgs []string
 	// SidecarBinary is the sidecar executable; empty means <repo>/bin.
 	SidecarBinary string
 	// NoSidecar leaves the sidecar to a later StartSidecar call.
@@ -136,6 +138,7 @@ func (b *Bed) start(ctx context.Context) error {
 	began := time.Now()
 	c, err := cluster.Start(ctx, cluster.Options{
 		MutablePVNodeAffinity: b.opts.MutablePVNodeAffinity, LogDir: b.opts.LogDir, ControllerManagerArgs: b.opts.ControllerManagerArgs,
+		APIServerArgs: b.opts.APIServerArgs,
 	})
 	if err != nil {
 		return err

@@ -140,6 +140,11 @@ func PatchSidecarContainer() (*corev1.Container, error) {
 	}
 	var patch struct {
 		Spec struct {
+			// The patch also turns the operator's affinity controller
+			// off; test/deploy checks that part.
+			AffinityController struct {
+				Enabled bool `json:"enabled"`
+			} `json:"affinityController"`
 			CSIController struct {
 				PodTemplate corev1.PodTemplateSpec `json:"podTemplate"`
 			} `json:"csiController"`

@@ -84,28 +84,93 @@ plain http.
 {{- end }}
 
 {{/*
-The LINSTOR API URL: linstor.endpoint, else the Service linstor-controller of
-the release namespace. When helm cannot see the cluster (helm template) the
-Service is assumed to be there; on a real install its absence is an error,
-rather than a pod that can never connect.
+The Service in front of the LINSTOR controller, as "name.namespace", searched
+like the upstream chart does: Services labelled
+app.kubernetes.io/component=linstor-controller in every namespace (Piraeus
+Operator's label), only those of the LinstorCluster's instance when there is
+exactly one LinstorCluster, and the Service linstor-controller of the release
+namespace. One in the release namespace wins; several elsewhere are an error
+rather than a guess. Empty when helm cannot see the cluster.
+*/}}
+{{- define "las.linstorService" -}}
+{{- $instance := "" }}
+{{- if .Capabilities.APIVersions.Has "piraeus.io/v1/LinstorCluster" }}
+{{- $clusters := (lookup "piraeus.io/v1" "LinstorCluster" "" "").items }}
+{{- if eq (len $clusters) 1 }}
+{{- $instance = (index $clusters 0).metadata.name }}
+{{- end }}
+{{- end }}
+{{- $local := "" }}
+{{- $found := list }}
+{{- range (lookup "v1" "Service" "" "").items }}
+{{- $labels := dig "metadata" "labels" dict . }}
+{{- $labelled := and (eq (get $labels "app.kubernetes.io/component") "linstor-controller") (or (not $instance) (eq (get $labels "app.kubernetes.io/instance") $instance)) }}
+{{- $named := and (eq .metadata.namespace $.Release.Namespace) (eq .metadata.name "linstor-controller") }}
+{{- if or $labelled $named }}
+{{- $found = append $found (printf "%s.%s" .metadata.name .metadata.namespace) }}
+{{- if eq .metadata.namespace $.Release.Namespace }}
+{{- $local = printf "%s.%s" .metadata.name .metadata.namespace }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $local }}
+{{- $local }}
+{{- else if eq (len $found) 1 }}
+{{- first $found }}
+{{- else if gt (len $found) 1 }}
+{{- fail (printf "linstor.endpoint is empty and several LINSTOR controller Services were found (%s): set linstor.endpoint" (join ", " $found)) }}
+{{- end }}
+{{- end }}
+
+{{/*
+The LINSTOR API URL: linstor.endpoint (or linstor.Endpoint), else the Service
+found by las.linstorService. When helm cannot see the cluster (helm template)
+the Service linstor-controller of the release namespace is assumed; on a real
+install finding none is an error, rather than a pod that can never connect.
+A Service in another namespace whose namespace holds a client certificate
+Secret while the release namespace holds none is an error too: the pod can
+only mount Secrets of its own namespace.
 */}}
 {{- define "las.endpoint" -}}
-{{- if .Values.linstor.endpoint }}
-{{- .Values.linstor.endpoint }}
+{{- $explicit := default .Values.linstor.Endpoint .Values.linstor.endpoint }}
+{{- if $explicit }}
+{{- $explicit }}
 {{- else }}
-{{- $host := printf "linstor-controller.%s.svc" .Release.Namespace }}
-{{- if and (include "las.online" .) (not (lookup "v1" "Service" .Release.Namespace "linstor-controller")) }}
-{{- fail (printf "linstor.endpoint is empty and there is no Service linstor-controller in namespace %s to take it from: set linstor.endpoint (and linstor.clientSecret for TLS)" .Release.Namespace) }}
+{{- $service := include "las.linstorService" . }}
+{{- if not $service }}
+{{- if include "las.online" . }}
+{{- fail (printf "linstor.endpoint is empty and there is no Service linstor-controller in namespace %s, nor one labelled app.kubernetes.io/component=linstor-controller in any namespace, to take it from: set linstor.endpoint (and linstor.clientSecret for TLS)" .Release.Namespace) }}
 {{- end }}
-{{- if include "las.clientSecret" . }}
-{{- printf "https://%s:3371" $host }}
+{{- $service = printf "linstor-controller.%s" .Release.Namespace }}
+{{- end }}
+{{- $secret := include "las.clientSecret" . }}
+{{- $serviceNS := last (splitList "." $service) }}
+{{- if and (not $secret) (ne $serviceNS .Release.Namespace) }}
+{{- range (list "linstor-csi-controller-tls" "linstor-client-tls") }}
+{{- if lookup "v1" "Secret" $serviceNS . }}
+{{- fail (printf "LINSTOR (Service %s) uses API TLS, but its client certificate Secret %s is in namespace %s, which this release's pods cannot mount: copy it into namespace %s and set linstor.clientSecret, or install the release in namespace %s" $service . $serviceNS $.Release.Namespace $serviceNS) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- if $secret }}
+{{- printf "https://%s.svc:3371" $service }}
 {{- else }}
-{{- printf "http://%s:3370" $host }}
+{{- printf "http://%s.svc:3370" $service }}
 {{- end }}
 {{- end }}
 {{- end }}
 
-{{/* The image with its tag, the chart's appVersion unless image.tag is set. */}}
+{{/*
+The image with its tag, the chart's appVersion unless image.tag is set. The
+upstream controller's image (the upstream chart's default repository) is
+another program: with it, repository and tag are those of this chart.
+*/}}
 {{- define "las.image" -}}
-{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- $repository := .Values.image.repository }}
+{{- $tag := default .Chart.AppVersion .Values.image.tag }}
+{{- if or (eq $repository "linstor-affinity-controller") (hasSuffix "/linstor-affinity-controller" $repository) }}
+{{- $repository = "quay.io/piraeusdatastore/linstor-affinity-sidecar" }}
+{{- $tag = .Chart.AppVersion }}
+{{- end }}
+{{- printf "%s:%s" $repository $tag }}
 {{- end }}

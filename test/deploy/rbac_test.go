@@ -1,0 +1,183 @@
+package deploy
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"testing"
+)
+
+// The chart's RBAC is derived here from the code: every Kubernetes API call
+// of the packages the chart's pod runs is found in their syntax trees and
+// turned into (group/resource, verb). This is a static derivation, not a
+// record of the requests an e2e run makes: it sees calls through the typed
+// clientset (kube.CoreV1().PersistentVolumes().Patch(...)) and informers
+// (factory.Core().V1().Pods().Informer()), and knows the two libraries that
+// make requests of their own (client-go's event recorder, csi-lib-utils'
+// leader election) by what they are documented to send.
+
+// scannedPackages are the packages of the binary whose API calls the chart's
+// pod can make. sidecar/podconfig is left out: it reads the sidecar's own pod
+// and the Secrets and ConfigMaps the LINSTOR CSI container references, which
+// the chart turns off (--csi-container=) because its pod has no such
+// container.
+var scannedPackages = []string{"cmd/linstor-affinity-sidecar", "sidecar", "sidecar/rivals"}
+
+// clientGroups maps the typed clientset's group accessors to API groups.
+var clientGroups = map[string]string{
+	"CoreV1": "", "StorageV1": "storage.k8s.io", "CoordinationV1": "coordination.k8s.io", "EventsV1": "events.k8s.io",
+}
+
+// informerGroups maps the informer factory's group accessors to API groups.
+var informerGroups = map[string]string{"Core": "", "Storage": "storage.k8s.io", "Coordination": "coordination.k8s.io"}
+
+// namespacedResources are granted by the Role in the release namespace.
+var namespacedResources = map[string]bool{"coordination.k8s.io/leases": true}
+
+// codeRequests returns what the code asks of the API server, as
+// "group/resource" -> sorted verbs, split into cluster-wide requests (the
+// ClusterRole) and those in the release namespace (the Role).
+func codeRequests(t testing.TB) (cluster, namespaced map[string][]string) {
+	t.Helper()
+	verbs := map[string]map[string]bool{}
+	add := func(group, resource string, vs ...string) {
+		key := group + "/" + resource
+		if verbs[key] == nil {
+			verbs[key] = map[string]bool{}
+		}
+		for _, v := range vs {
+			verbs[key][v] = true
+		}
+	}
+	fset := token.NewFileSet()
+	for _, pkg := range scannedPackages {
+		dir := repoPath(t, pkg)
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range entries {
+			name := e.Name()
+			if !strings.HasSuffix(name, ".go") || strings.HasSuffix(name, "_test.go") {
+				continue
+			}
+			f, err := parser.ParseFile(fset, filepath.Join(dir, name), nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inner := map[*ast.CallExpr]bool{}
+			ast.Inspect(f, func(n ast.Node) bool {
+				call, ok := n.(*ast.CallExpr)
+				if !ok || inner[call] {
+					return true
+				}
+				chain, calls := callChain(call)
+				for _, c := range calls[1:] {
+					inner[c] = true
+				}
+				if len(chain) == 0 {
+					return true
+				}
+				where := fset.Position(call.Pos()).String()
+				last := chain[len(chain)-1]
+				if last == "NewLeaderElection" {
+					// csi-lib-utils' Lease lock: get, then create or update.
+					add("coordination.k8s.io", "leases", "get", "create", "update")
+					return true
+				}
+				if len(chain) >= 3 {
+					if group, ok := clientGroups[chain[len(chain)-3]]; ok {
+						add(group, strings.ToLower(chain[len(chain)-2]), strings.ToLower(last))
+						return true
+					}
+				}
+				if len(chain) >= 2 {
+					if group, ok := clientGroups[chain[len(chain)-2]]; ok {
+						// kube.CoreV1().Events("") handed to the event
+						// recorder, which creates events and patches
+						// repeated ones. Any other client handed on cannot
+						// be judged here.
+						resource := strings.ToLower(last)
+						if resource != "events" {
+							t.Errorf("%s: %s client handed on: cannot tell its verbs", where, resource)
+						}
+						add(group, resource, "create", "patch")
+						return true
+					}
+				}
+				// factory.Core().V1().PersistentVolumes(), with or without
+				// .Lister()/.Informer(): an informer lists and watches.
+				for i := 0; i+2 < len(chain); i++ {
+					if group, ok := informerGroups[chain[i]]; ok && chain[i+1] == "V1" {
+						add(group, strings.ToLower(chain[i+2]), "list", "watch")
+						break
+					}
+				}
+				return true
+			})
+		}
+	}
+	cluster, namespaced = map[string][]string{}, map[string][]string{}
+	for key, set := range verbs {
+		var vs []string
+		for v := range set {
+			vs = append(vs, v)
+		}
+		sort.Strings(vs)
+		if namespacedResources[key] {
+			namespaced[key] = vs
+		} else {
+			cluster[key] = vs
+		}
+	}
+	return cluster, namespaced
+}
+
+// callChain flattens a call like a.B().C(x).D() into ["B", "C", "D"]: the
+// names of the calls of the chain, outermost last, and the calls themselves,
+// outermost first. Non-call selectors (field access such as e.Kube) end the
+// chain.
+func callChain(call *ast.CallExpr) ([]string, []*ast.CallExpr) {
+	var names []string
+	calls := []*ast.CallExpr{call}
+	for {
+		sel, ok := call.Fun.(*ast.SelectorExpr)
+		if !ok {
+			break
+		}
+		names = append(names, sel.Sel.Name)
+		inner, ok := sel.X.(*ast.CallExpr)
+		if !ok {
+			break
+		}
+		call = inner
+		calls = append(calls, inner)
+	}
+	slices.Reverse(names)
+	return names, calls
+}
+
+// TestCodeRequestsFindsTheKnownCalls guards the derivation itself: calls it
+// must see, so a change in how the code is written cannot silently empty
+// the list the chart is compared with.
+func TestCodeRequestsFindsTheKnownCalls(t *testing.T) {
+	cluster, namespaced := codeRequests(t)
+	for key, verb := range map[string]string{
+		"/persistentvolumes":            "patch",  // sidecar/execute.go, inplace.go
+		"storage.k8s.io/storageclasses": "watch",  // the StorageClass informer
+		"/events":                       "create", // the event recorder
+		"/pods":                         "watch",  // sidecar/rivals
+	} {
+		if !slices.Contains(cluster[key], verb) {
+			t.Errorf("derived %s verbs %v lack %s", key, cluster[key], verb)
+		}
+	}
+	if !slices.Equal(namespaced["coordination.k8s.io/leases"], []string{"create", "get", "update"}) {
+		t.Errorf("leader election Lease verbs = %v", namespaced["coordination.k8s.io/leases"])
+	}
+}
