@@ -7,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,7 +16,6 @@ import (
 
 	lapi "github.com/LINBIT/golinstor/client"
 	"github.com/kubernetes-csi/csi-lib-utils/leaderelection"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
@@ -61,13 +59,23 @@ func main() {
 	klog.InfoS("Starting", "component", component, "version", version)
 	tuneGC()
 
+	// Before the first request, so the client metrics count every one.
+	metrics := sidecar.NewMetrics()
+	sidecar.RegisterKubeClientMetrics(metrics.Registry)
+	// Health from the start: a liveness probe asks whether the process is
+	// alive, and it is while it waits for the driver or the API server.
+	// /readyz says "not yet" until the driver answered and the caches synced.
+	health := newHealth()
+	mux := http.NewServeMux()
+	health.register(mux, c, metrics)
+	if c.httpEndpoint != "" {
+		go serveHTTP(ctx, c.httpEndpoint, mux)
+	}
+
 	restConfig, err := kubeConfig(c)
 	if err != nil {
 		fail("kubernetes configuration: %v", err)
 	}
-	// Before the first request, so the client metrics count every one.
-	metrics := sidecar.NewMetrics()
-	sidecar.RegisterKubeClientMetrics(metrics.Registry)
 	kube := kubernetes.NewForConfigOrDie(restConfig)
 	if c.csiAddress != "" {
 		adoptCSIContainerSettings(ctx, kube, &c, setFlags(fs))
@@ -131,11 +139,7 @@ func main() {
 	synced := func() bool {
 		return pvInformer.Informer().HasSynced() && scInformer.Informer().HasSynced()
 	}
-	mux := http.NewServeMux()
-	serveHealth(mux, c, metrics, driver, synced)
-	if c.httpEndpoint != "" {
-		go serveHTTP(ctx, c.httpEndpoint, mux)
-	}
+	health.setReady(readiness(driver, synced))
 	if !cache.WaitForCacheSync(ctx.Done(), pvInformer.Informer().HasSynced, scInformer.Informer().HasSynced) {
 		fail("informer caches did not sync")
 	}
@@ -266,35 +270,6 @@ func wakeOn(concerns func(obj any) bool, wake chan<- struct{}, changed func()) c
 		AddFunc:    poke,
 		UpdateFunc: func(_, obj any) { poke(obj) },
 		DeleteFunc: poke,
-	}
-}
-
-// serveHealth registers /healthz (the process runs), /readyz (caches synced,
-// CSI driver ready) and the metrics.
-func serveHealth(mux *http.ServeMux, c config, metrics *sidecar.Metrics, driver sidecar.Driver, synced func() bool) {
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		if !synced() {
-			http.Error(w, "informer caches not synced", http.StatusServiceUnavailable)
-			return
-		}
-		if driver != nil {
-			ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-			defer cancel()
-			if err := driver.Ready(ctx); err != nil {
-				http.Error(w, "CSI driver: "+err.Error(), http.StatusServiceUnavailable)
-				return
-			}
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.Handle(c.metricsPath, promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
-	if c.enablePprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 }
 
