@@ -23,7 +23,7 @@ IMAGE ?= linstor-affinity-sidecar:$(VERSION)
 E2E_FLAGS ?= -count=1 -timeout=40m -p=1
 UNIT_FLAGS ?= -race -count=1 -short -timeout=15m
 
-.PHONY: all build tools tools-e2e tools-deploy tools-bench lint test unit e2e demo bench bench-go test-faults image clean
+.PHONY: all build tools tools-e2e tools-deploy tools-bench lint test unit e2e demo bench bench-go test-faults image image-docker clean
 
 all: build
 
@@ -79,9 +79,21 @@ FAULTS_RACE ?=
 test-faults: tools-e2e
 	FAULTS_FULL=1 FAULTS_RACE=$(FAULTS_RACE) $(GO) test -count=1 -timeout=120m -p=1 -v -run '$(FAULTS_RUN)' ./test/faults/
 
-# The image cannot be built on machines without a container engine; the
-# Dockerfile runs the same go build as `make build`.
+# The image without a container engine: the sidecar built for linux/amd64 and
+# linux/arm64 as `make build` builds it, packed by hack/ociimage into one OCI
+# archive (load it with ctr images import, podman load or skopeo). Same files,
+# user and entrypoint as the Dockerfile, which `make image-docker` builds.
+IMAGE_ARCHIVE ?= $(BIN)/linstor-affinity-sidecar.oci.tar
 image:
+	for arch in amd64 arm64; do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+	    -o $(BIN)/linux-$$arch/linstor-affinity-sidecar ./cmd/linstor-affinity-sidecar; \
+	done
+	$(GO) run ./hack/ociimage/cmd/build-image --ref $(IMAGE) --version $(VERSION) --out $(IMAGE_ARCHIVE) \
+	  --binary linux/amd64=$(BIN)/linux-amd64/linstor-affinity-sidecar \
+	  --binary linux/arm64=$(BIN)/linux-arm64/linstor-affinity-sidecar
+
+image-docker:
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 clean:
