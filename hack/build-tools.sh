@@ -46,6 +46,7 @@ tool_packages() {
 		echo k8s.io/kubernetes/cmd/kube-apiserver
 		echo k8s.io/kubernetes/cmd/kube-controller-manager
 		echo k8s.io/kubernetes/cmd/kube-scheduler
+		echo k8s.io/kubernetes/cmd/kubelet
 		;;
 	etcd) echo go.etcd.io/etcd/server/v3 ;;
 	staticcheck) echo honnef.co/go/tools/cmd/staticcheck ;;
@@ -57,7 +58,7 @@ tool_packages() {
 tool_binaries() {
 	case "$1" in
 	linstor-csi) echo linstor-csi ;;
-	kube) printf '%s\n' kube-apiserver kube-controller-manager kube-scheduler ;;
+	kube) printf '%s\n' kube-apiserver kube-controller-manager kube-scheduler kubelet ;;
 	etcd) echo etcd ;;
 	staticcheck) echo staticcheck ;;
 	external-provisioner) echo csi-provisioner ;;
@@ -93,7 +94,7 @@ die() {
 # canonical maps a requested name onto a tool of ALL_TOOLS.
 canonical() {
 	case "$1" in
-	kube | kube-apiserver | kube-controller-manager | kube-scheduler) echo kube ;;
+	kube | kube-apiserver | kube-controller-manager | kube-scheduler | kubelet) echo kube ;;
 	linstor-csi | etcd | staticcheck | external-provisioner) echo "$1" ;;
 	csi-provisioner) echo external-provisioner ;;
 	*) die "unknown tool '$1' (known: ${ALL_TOOLS[*]})" ;;

@@ -63,6 +63,10 @@ type Options struct {
 	// LS_ROOT_CA, LS_USER_CERTIFICATE and LS_USER_KEY, as Piraeus passes them
 	// from the Secret linstor-csi-controller-tls.
 	LinstorTLS bool
+	// CSIInPod starts neither LINSTOR CSI nor the external-provisioner (nor
+	// the sidecar) as host processes: a test runs them in the CSI
+	// controller pod on a real node (package node, CSIControllerDeployment).
+	CSIInPod bool
 	// ControllerManagerArgs are appended to kube-controller-manager's flags.
 	ControllerManagerArgs []string
 	// LogDir keeps every log after Stop; empty means inside the temp dir.
@@ -113,7 +117,7 @@ func Start(ctx context.Context, opts Options) (*Bed, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(opts.SidecarBinary); err != nil {
+	if _, err := os.Stat(opts.SidecarBinary); err != nil && !opts.CSIInPod {
 		missing = append(missing, opts.SidecarBinary)
 	}
 	if len(missing) > 0 {
@@ -151,6 +155,9 @@ func (b *Bed) start(ctx context.Context) error {
 		return err
 	}
 
+	if b.opts.CSIInPod {
+		return nil
+	}
 	driverEnv, err := b.linstorClientEnv()
 	if err != nil {
 		return err
