@@ -7,7 +7,8 @@
 #   make test-faults  the fault suite with its full counts (docs/reliability.md)
 #
 # Peer binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-# linstor-csi, csi-provisioner, staticcheck: hack/build-tools.sh; helm and
+# kubelet, linstor-csi, csi-provisioner, staticcheck: hack/build-tools.sh; the
+# test node's containerd and runc: hack/install-node-deps.sh; helm and
 # kustomize: hack/build-deploy-tools.sh) are built from the Go module proxy into
 # bin/ and cached there.
 
@@ -39,6 +40,7 @@ tools-deploy:
 
 tools-e2e:
 	hack/build-tools.sh linstor-csi etcd kube external-provisioner
+	hack/install-node-deps.sh
 
 lint:
 	hack/build-tools.sh staticcheck

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the peer binaries of the end-to-end test bed (etcd, the Kubernetes
-# control plane, LINSTOR CSI, the CSI external-provisioner) and staticcheck
+# control plane and kubelet, LINSTOR CSI, the CSI external-provisioner) and staticcheck
 # from the Go module proxy into <repo>/bin.
 #
 # Each tool comes from a wrapper module under hack/tools/<name> whose
@@ -10,7 +10,8 @@
 #
 # Usage: hack/build-tools.sh [tool...]
 #   tools: linstor-csi kube etcd staticcheck external-provisioner
-#   (kube-apiserver, kube-controller-manager and kube-scheduler mean "kube")
+#   (kube-apiserver, kube-controller-manager, kube-scheduler and kubelet mean
+#   "kube": one build of the k8s.io/kubernetes module)
 # With no arguments every tool is built. The long kube build runs in the
 # background while the others build.
 set -euo pipefail

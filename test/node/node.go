@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -22,7 +23,10 @@ import (
 
 // Options shape a node.
 type Options struct {
-	// Name is the Node's name; empty means "e2e-kubelet".
+	// Name is the Node's name, and must be a loopback address; empty means
+	// DefaultName. kubelet refuses a loopback --node-ip, but takes a node
+	// named by an IP address as that address: so the API server reaches
+	// kubelet (pods/log) on loopback, and kubelet listens nowhere else.
 	Name string
 	// Labels are added to the Node at registration (kubelet --node-labels).
 	Labels map[string]string
@@ -58,7 +62,10 @@ var ErrNoRuntime = errors.New("container runtime not installed (run hack/install
 // registered. On error everything started is stopped again.
 func Start(ctx context.Context, c *cluster.Cluster, opts Options) (*Node, error) {
 	if opts.Name == "" {
-		opts.Name = "e2e-kubelet"
+		opts.Name = DefaultName
+	}
+	if ip := net.ParseIP(opts.Name); ip == nil || !ip.IsLoopback() {
+		return nil, fmt.Errorf("node name %q: must be a loopback address (kubelet's address is its name)", opts.Name)
 	}
 	if opts.Verbose == 0 {
 		opts.Verbose = 2
@@ -188,6 +195,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
 		PauseImage, filepath.Join(d, "cni", "bin"), filepath.Join(d, "cni", "net.d"), filepath.Join(d, "runc"))
 }
 
+// DefaultName is the node's name and address.
+const DefaultName = "127.0.0.1"
+
 // PauseImage is the sandbox image: the test bed builds and imports it
 // (no registry to pull registry.k8s.io/pause from).
 const PauseImage = "e2e.local/pause:v1"
@@ -216,7 +226,6 @@ func (n *Node) startKubelet(ctx context.Context) error {
 		"--root-dir=" + filepath.Join(n.dir, "kubelet"),
 		"--cert-dir=" + filepath.Join(n.dir, "kubelet-pki"),
 		"--hostname-override=" + n.Name,
-		"--node-ip=127.0.0.1",
 		fmt.Sprintf("--v=%d", n.opts.Verbose),
 	}
 	if len(labels) > 0 {

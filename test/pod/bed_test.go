@@ -22,7 +22,6 @@ import (
 
 const (
 	sidecarName = "linstor-affinity-sidecar"
-	nodeName    = "e2e-kubelet"
 )
 
 // podBed is a test bed whose CSI controller runs as the operator's
@@ -45,7 +44,7 @@ func startPodBed(t *testing.T) *podBed {
 	b := testbed.StartT(t, testbed.Options{LinstorTLS: true, CSIInPod: true, NoSidecar: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
-	n := node.StartT(t, b.Cluster, node.Options{Name: nodeName})
+	n := node.StartT(t, b.Cluster, node.Options{})
 
 	archive, err := testbed.BuildPodImages(ctx, t.TempDir())
 	must(t, err)
