@@ -191,8 +191,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
       [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
         SystemdCgroup = false
         Root = %[7]q
+        BinaryName = %[8]q
 `, filepath.Join(d, "containerd", "root"), filepath.Join(d, "containerd", "state"), n.ContainerdSocket(),
-		PauseImage, filepath.Join(d, "cni", "bin"), filepath.Join(d, "cni", "net.d"), filepath.Join(d, "runc"))
+		PauseImage, filepath.Join(d, "cni", "bin"), filepath.Join(d, "cni", "net.d"), filepath.Join(d, "runc"), mustLookPath("runc"))
 }
 
 // DefaultName is the node's name and address.
