@@ -24,7 +24,7 @@ IMAGE ?= linstor-affinity-sidecar:$(VERSION)
 E2E_FLAGS ?= -count=1 -timeout=40m -p=1
 UNIT_FLAGS ?= -race -count=1 -short -timeout=15m
 
-.PHONY: all build tools tools-e2e tools-deploy tools-bench lint test unit e2e demo bench bench-go test-faults image image-docker clean
+.PHONY: all build tools tools-e2e tools-deploy tools-bench lint test unit e2e demo bench bench-go test-faults image image-docker demo-pod clean
 
 all: build
 
@@ -58,6 +58,12 @@ test: lint unit e2e
 
 demo: tools-e2e build
 	$(GO) run ./test/demo
+
+# The heal in the real pod: the CSI controller Deployment with the sidecar
+# patched in, on a kubelet node (test/pod); prints the sidecar's own log lines
+# read through the API server (kubectl logs -c linstor-affinity-sidecar).
+demo-pod: tools-e2e
+	$(GO) test -count=1 -v -timeout=20m -run 'TestCSIControllerPod/(SecurityContext|Logs|Repairs)' ./test/pod/
 
 # The test-bed benchmark (N = 1,000 and 10,000 PVs; about 15 minutes on 2
 # cores), which first runs the Go benchmarks of package sidecar (bench-go) and

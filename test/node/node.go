@@ -282,7 +282,7 @@ fileCheckFrequency: 10s
 nodeStatusUpdateFrequency: 5s
 maxPods: 30
 podPidsLimit: -1
-podLogsDirectory: %s
+podLogsDir: %s
 `, port, healthzPort, n.ContainerdSocket(), n.cgroupName, filepath.Join(n.dir, "pod-logs"))
 }
 

@@ -274,6 +274,23 @@ func (pb *podBed) checkRepair(ctx context.Context, t *testing.T, claim, from, to
 	if _, err := pb.WaitClaimBound(wctx, claim, pv.Name); err != nil {
 		t.Fatal(err)
 	}
+	// What a user sees: kubectl logs -c linstor-affinity-sidecar.
+	pods, err := pb.pods(ctx)
+	must(t, err)
+	for _, p := range pods {
+		l, err := pb.podLog(ctx, p.Name, sidecarName, false)
+		must(t, err)
+		var lines []string
+		for _, line := range strings.Split(l, "\n") {
+			if strings.Contains(line, pv.Name) {
+				lines = append(lines, line)
+			}
+		}
+		t.Logf("kubectl logs %s -c %s | grep %s:\n%s", p.Name, sidecarName, pv.Name, strings.Join(lines, "\n"))
+		if len(lines) == 0 {
+			t.Errorf("the sidecar's log in pod %s does not mention the PV it repaired", p.Name)
+		}
+	}
 }
 
 // checkDriverRestart kills the linstor-csi container's process. kubelet
