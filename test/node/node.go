@@ -163,7 +163,8 @@ func (n *Node) startContainerd(ctx context.Context) error {
 // containerdConfig keeps every path of containerd inside the node's dir:
 // root, state, socket, the runc root of its containers; the CRI plugin uses
 // the pause image the test bed imports, no CNI configuration (pods use the
-// host network), the cgroupfs driver and a streaming server on loopback.
+// host network), the cgroupfs driver, a streaming server on loopback, and
+// never lowers oom_score_adj.
 func (n *Node) containerdConfig() string {
 	d := n.dir
 	return fmt.Sprintf(`version = 2
@@ -180,6 +181,9 @@ disabled_plugins = ["io.containerd.internal.v1.opt", "io.containerd.snapshotter.
   stream_server_port = "0"
   disable_apparmor = true
   enable_selinux = false
+  # These VMs give root no CAP_SYS_RESOURCE: runc cannot lower a process's
+  # oom_score_adj (kubelet asks -998 for sandboxes), so containerd clamps it.
+  restrict_oom_score_adj = true
   [plugins."io.containerd.grpc.v1.cri".cni]
     bin_dir = %[5]q
     conf_dir = %[6]q
@@ -208,11 +212,8 @@ func (n *Node) startKubelet(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	// The pods' cgroups go under a parent of their own in every hierarchy,
-	// so Stop can remove exactly what this node made.
-	for _, h := range cgroupHierarchies() {
-		_ = os.MkdirAll(filepath.Join(h, n.cgroupName), 0o755)
-	}
+	// The pods' cgroups go under a parent of their own (cgroupRoot, made by
+	// runc) in every hierarchy, so Stop removes exactly what this node made.
 	cfg := filepath.Join(n.dir, "kubelet.yaml")
 	if err := os.WriteFile(cfg, []byte(n.kubeletConfig(ports[0], ports[1])), 0o644); err != nil {
 		return err

@@ -24,7 +24,9 @@ func TestNodeRunsAPodAndLeavesNothingBehind(t *testing.T) {
 	if testing.Short() || os.Geteuid() != 0 {
 		t.Skip("runs a kubelet: needs root, skipped under -short")
 	}
-	c := cluster.StartT(t, cluster.Options{})
+	// The pod names its node and mounts no service account token: no
+	// scheduler or controller manager needed.
+	c := cluster.StartT(t, cluster.Options{NoControllerManager: true, NoScheduler: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	n, err := node.Start(ctx, c, node.Options{})
@@ -58,6 +60,7 @@ func TestNodeRunsAPodAndLeavesNothingBehind(t *testing.T) {
 		ObjectMeta: metav1.ObjectMeta{Name: "sleeper", Namespace: "default"},
 		Spec: corev1.PodSpec{
 			HostNetwork:                   true,
+			AutomountServiceAccountToken:  ptr.To(false),
 			NodeName:                      n.Name,
 			TerminationGracePeriodSeconds: ptr.To[int64](2),
 			Containers:                    []corev1.Container{{Name: "sleeper", Image: node.PauseImage}},
