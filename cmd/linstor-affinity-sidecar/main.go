@@ -15,7 +15,6 @@ import (
 	"time"
 
 	lapi "github.com/LINBIT/golinstor/client"
-	"github.com/kubernetes-csi/csi-lib-utils/leaderelection"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/rand"
@@ -154,20 +153,7 @@ func main() {
 		run(ctx)
 		return
 	}
-	le := leaderelection.NewLeaderElection(kube, component+"-"+driverName, run)
-	le.WithIdentity(identity())
-	if c.leaderElectionNamespace != "" {
-		le.WithNamespace(c.leaderElectionNamespace)
-	}
-	le.WithLeaseDuration(c.leaseDuration)
-	le.WithRenewDeadline(c.renewDeadline)
-	le.WithRetryPeriod(c.retryPeriod)
-	le.WithContext(ctx)
-	le.WithReleaseOnCancel(true)
-	le.PrepareHealthCheck(mux, leaderelection.DefaultHealthCheckTimeout)
-	if err := le.Run(); err != nil {
-		fail("leader election: %v", err)
-	}
+	runLeaderElection(ctx, kube, c, component+"-"+driverName, identity(), mux, run)
 }
 
 func kubeConfig(c config) (*rest.Config, error) {

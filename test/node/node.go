@@ -287,11 +287,33 @@ podLogsDir: %s
 `, port, healthzPort, n.ContainerdSocket(), n.cgroupName, filepath.Join(n.dir, "pod-logs"))
 }
 
-// waitRegistered waits until the Node object exists.
+// waitRegistered waits until the Node object exists, then removes the
+// not-ready taint the API server's TaintNodesByCondition admission gives
+// every new Node. The node lifecycle controller would remove it once the
+// node is Ready; the test control plane runs without that controller (the
+// bed's other Nodes have no kubelet), and this node stays NotReady for want
+// of a pod network, which hostNetwork pods do not need.
 func (n *Node) waitRegistered(ctx context.Context) error {
-	return poll(ctx, n.kubelet, "node "+n.Name+" registered", func(ctx context.Context) error {
-		_, err := n.c.Client().CoreV1().Nodes().Get(ctx, n.Name, metav1.GetOptions{})
-		return err
+	nodes := n.c.Client().CoreV1().Nodes()
+	return poll(ctx, n.kubelet, "node "+n.Name+" registered and untainted", func(ctx context.Context) error {
+		node, err := nodes.Get(ctx, n.Name, metav1.GetOptions{})
+		if err != nil {
+			return err
+		}
+		kept := node.Spec.Taints[:0]
+		for _, t := range node.Spec.Taints {
+			if t.Key != corev1.TaintNodeNotReady {
+				kept = append(kept, t)
+			}
+		}
+		if len(kept) == len(node.Spec.Taints) {
+			return nil
+		}
+		node.Spec.Taints = kept
+		if _, err := nodes.Update(ctx, node, metav1.UpdateOptions{}); err != nil {
+			return err
+		}
+		return errors.New("taint removed; checking again")
 	})
 }
 

@@ -77,7 +77,9 @@ func startPodBed(t *testing.T) *podBed {
 		// Pods first, so kubelet stops the containers as in a cluster.
 		_ = b.Kube.AppsV1().Deployments(testbed.ControllerNamespace).Delete(context.Background(), d.Name, metav1.DeleteOptions{})
 	})
-	if _, err := pb.waitPodReady(ctx, ""); err != nil {
+	wctx, wcancel := context.WithTimeout(ctx, 4*time.Minute)
+	defer wcancel()
+	if _, err := pb.waitPodReady(wctx, ""); err != nil {
 		t.Fatal(err)
 	}
 	step(t, began, "CSI controller pod Ready")

@@ -129,14 +129,20 @@ func (pb *podBed) checkSecurityContext(ctx context.Context, t *testing.T, pod *c
 			t.Errorf("%s: root filesystem is writable", name)
 		}
 	}
-	// The socket as the driver made it: only its owner may connect.
+	// The socket as the driver made it: srwxr-xr-x root root, so only root
+	// may connect; the sidecar did (its log says it found the driver).
 	socket := filepath.Join(fmt.Sprintf("/proc/%d/root", mustPID(ctx, t, pb, pod, "linstor-csi")), "csi", "csi.sock")
-	fi, err := os.Stat(socket)
+	var fi os.FileInfo
+	err := testbed.Poll(ctx, "driver socket", func(context.Context) (bool, string) {
+		var err error
+		fi, err = os.Stat(socket)
+		return err == nil, fmt.Sprint(err)
+	})
 	must(t, err)
 	st := fi.Sys().(*syscall.Stat_t)
-	t.Logf("driver socket: %v uid %d gid %d", fi.Mode(), st.Uid, st.Gid)
-	if fi.Mode()&0o002 != 0 || fi.Mode()&0o020 != 0 {
-		t.Logf("note: the socket is writable by others than its owner here")
+	t.Logf("driver socket /csi/csi.sock: %v uid %d gid %d", fi.Mode(), st.Uid, st.Gid)
+	if st.Uid != 0 || fi.Mode().Perm()&0o022 != 0 {
+		t.Errorf("the driver's socket is %v owned by %d; the security context was chosen for srwxr-xr-x root", fi.Mode(), st.Uid)
 	}
 }
 
@@ -225,15 +231,16 @@ func (pb *podBed) checkLogs(ctx context.Context, t *testing.T, pod string) {
 			}
 		}
 	}
-	t.Logf("sidecar log through pods/log?container=%s (%d bytes), first lines:\n%s", sidecarName, len(log), head(log, 12))
-}
-
-func head(s string, n int) string {
-	lines := strings.SplitN(s, "\n", n+1)
-	if len(lines) > n {
-		lines = lines[:n]
+	var shown []string
+	for _, line := range strings.Split(log, "\n") {
+		for _, m := range []string{"Starting", "taken from the CSI container", "CSI driver found", "Caches synced", "Acting as leader"} {
+			if strings.Contains(line, m) {
+				shown = append(shown, line)
+				break
+			}
+		}
 	}
-	return strings.Join(lines, "\n")
+	t.Logf("kubectl logs %s -c %s (%d bytes), its start:\n%s", pod, sidecarName, len(log), strings.Join(shown, "\n"))
 }
 
 // pemFragments returns 24-character pieces of a PEM block's base64 body.
