@@ -16,6 +16,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -76,13 +77,77 @@ func TestCSIControllerPod(t *testing.T) {
 		if podState(p) != "ready" {
 			t.Errorf("pod %s: %s", p.Name, podState(p))
 		}
+		// The patch's memory limit is the container's cgroup limit; log
+		// what the sidecar used at this (tiny) scale beside it.
+		limit := p.Spec.Containers[containerIndex(p, sidecarName)].Resources.Limits.Memory().Value()
+		pid, err := pb.Node.ContainerPID(ctx, cs.ContainerID)
+		must(t, err)
+		cgLimit, peak, err := memoryCgroup(pid)
+		must(t, err)
+		t.Logf("sidecar memory cgroup: limit %d MiB, peak usage %.1f MiB (patch limit %d MiB)", cgLimit>>20, float64(peak)/(1<<20), limit>>20)
+		if cgLimit != limit {
+			t.Errorf("the sidecar's memory cgroup limit is %d, the patch says %d", cgLimit, limit)
+		}
 		step(t, began, "sidecar running %v since the pod was Ready, restartCount 0", time.Since(readyAt).Round(time.Second))
 	})
 	t.Run("DeletedPodReleasesTheLeaseAndASuccessorTakesOver", func(t *testing.T) {
 		pb.checkDeletion(ctx, t, pod.Name)
 		step(t, began, "successor pod leads")
 	})
+	t.Run("AnotherUIDIsLockedOutOfTheDriverSocket", func(t *testing.T) {
+		pb.checkOtherUIDLockedOut(ctx, t)
+		step(t, began, "uid 1000 (the first patch's) gets EACCES on the driver's socket")
+	})
 }
+
+// checkOtherUIDLockedOut runs the pod again with the securityContext the
+// first version of the patch had (runAsNonRoot, runAsUser: 1000) and shows
+// why it changed: the sidecar cannot connect to the driver's socket. With
+// /healthz served from the start it stays alive and says why it waits.
+func (pb *podBed) checkOtherUIDLockedOut(ctx context.Context, t *testing.T) {
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	deployments := pb.Kube.AppsV1().Deployments(testbed.ControllerNamespace)
+	must(t, deployments.Delete(ctx, pb.Deployment.Name, metav1.DeleteOptions{PropagationPolicy: ptrTo(metav1.DeletePropagationForeground)}))
+	err := testbed.Poll(ctx, "CSI controller pods gone", func(ctx context.Context) (bool, string) {
+		list, err := pb.Kube.CoreV1().Pods(testbed.ControllerNamespace).List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		_, err = deployments.Get(ctx, pb.Deployment.Name, metav1.GetOptions{})
+		return len(list.Items) == 0 && testbedNotFound(err), fmt.Sprintf("%d pods", len(list.Items))
+	})
+	must(t, err)
+	d, err := testbed.ApplySidecarPodTemplate(testbed.OperatorCSIControllerDeployment(pb.Sim.URL()))
+	must(t, err)
+	testbed.ForceEdits(d, pb.Edits)
+	c := &d.Spec.Template.Spec.Containers[containerIndex(&corev1.Pod{Spec: d.Spec.Template.Spec}, sidecarName)]
+	c.SecurityContext.RunAsUser, c.SecurityContext.RunAsNonRoot = ptrTo[int64](1000), ptrTo(true)
+	_, err = deployments.Create(ctx, d, metav1.CreateOptions{})
+	must(t, err)
+	var line string
+	err = testbed.Poll(ctx, "sidecar as uid 1000 says why it waits", func(ctx context.Context) (bool, string) {
+		pods, err := pb.pods(ctx)
+		if err != nil || len(pods) == 0 {
+			return false, fmt.Sprint("no pod yet ", err)
+		}
+		l, err := pb.podLog(ctx, pods[0].Name, sidecarName, false)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, ln := range strings.Split(l, "\n") {
+			if strings.Contains(ln, "permission denied") {
+				line = ln
+				return true, ""
+			}
+		}
+		return false, podState(&pods[0])
+	})
+	must(t, err)
+	t.Logf("as uid 1000: %s", line)
+}
+
+func ptrTo[T any](v T) *T { return &v }
 
 // onlyPod returns the one pod of the Deployment.
 func (pb *podBed) onlyPod(ctx context.Context, t *testing.T) *corev1.Pod {
@@ -413,4 +478,43 @@ func holder(l *coordinationv1.Lease) string {
 		return ""
 	}
 	return *l.Spec.HolderIdentity
+}
+
+func containerIndex(p *corev1.Pod, name string) int {
+	for i, c := range p.Spec.Containers {
+		if c.Name == name {
+			return i
+		}
+	}
+	return -1
+}
+
+// memoryCgroup reads the cgroup v1 memory limit and peak usage of pid.
+func memoryCgroup(pid int) (limit, peak int64, err error) {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid))
+	if err != nil {
+		return 0, 0, err
+	}
+	var path string
+	for _, line := range strings.Split(string(raw), "\n") {
+		f := strings.SplitN(line, ":", 3)
+		if len(f) == 3 && strings.Contains(","+f[1]+",", ",memory,") {
+			path = f[2]
+		}
+	}
+	if path == "" {
+		return 0, 0, fmt.Errorf("pid %d: no memory cgroup", pid)
+	}
+	read := func(name string) (int64, error) {
+		b, err := os.ReadFile(filepath.Join("/sys/fs/cgroup/memory", path, name))
+		if err != nil {
+			return 0, err
+		}
+		return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	}
+	if limit, err = read("memory.limit_in_bytes"); err != nil {
+		return 0, 0, err
+	}
+	peak, err = read("memory.max_usage_in_bytes")
+	return limit, peak, err
 }
