@@ -175,6 +175,7 @@ func kubeConfig(c config) (*rest.Config, error) {
 // connectDriver connects to the CSI socket and learns the driver's name,
 // waiting (and saying so once) while the driver is not up yet.
 func connectDriver(ctx context.Context, c config) (*csiprobe.Client, csiprobe.Info) {
+	explainSocketDenied(c.csiAddress)
 	client, err := csiprobe.Connect(ctx, c.csiAddress, csiprobe.Options{Timeout: c.timeout})
 	if err != nil {
 		fail("connect to CSI driver at %s: %v", c.csiAddress, err)

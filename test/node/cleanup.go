@@ -3,6 +3,7 @@ package node
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -218,20 +219,39 @@ var kubeletSysctls = []string{
 	"kernel/keys/root_maxkeys", "kernel/keys/root_maxbytes",
 }
 
+// sysctlsFile keeps the values found before the first kubelet, until they
+// are put back: a test binary killed outright (no cleanup runs) leaves
+// kubelet's values set, and the next node must not take those as the
+// machine's own.
+var sysctlsFile = filepath.Join(os.TempDir(), "e2e-node-sysctls.json")
+
 func readSysctls() map[string]string {
+	if raw, err := os.ReadFile(sysctlsFile); err == nil {
+		m := map[string]string{}
+		if json.Unmarshal(raw, &m) == nil && len(m) > 0 {
+			return m
+		}
+	}
 	m := map[string]string{}
 	for _, k := range kubeletSysctls {
 		if v, err := os.ReadFile(filepath.Join("/proc/sys", k)); err == nil {
 			m[k] = strings.TrimSpace(string(v))
 		}
 	}
+	if raw, err := json.Marshal(m); err == nil {
+		_ = os.WriteFile(sysctlsFile, raw, 0o644)
+	}
 	return m
 }
 
 func restoreSysctls(m map[string]string) {
+	if len(m) == 0 {
+		return
+	}
 	for k, v := range m {
 		_ = os.WriteFile(filepath.Join("/proc/sys", k), []byte(v), 0o644)
 	}
+	_ = os.Remove(sysctlsFile)
 }
 
 // freeLoopbackPorts finds n free TCP ports on 127.0.0.1.

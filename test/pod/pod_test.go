@@ -102,8 +102,9 @@ func TestCSIControllerPod(t *testing.T) {
 
 // checkOtherUIDLockedOut runs the pod again with the securityContext the
 // first version of the patch had (runAsNonRoot, runAsUser: 1000) and shows
-// why it changed: the sidecar cannot connect to the driver's socket. With
-// /healthz served from the start it stays alive and says why it waits.
+// why it changed: the sidecar never reaches the driver (it gives up after
+// --timeout and kubelet restarts it, as before), and now its log says why:
+// permission denied on the socket.
 func (pb *podBed) checkOtherUIDLockedOut(ctx context.Context, t *testing.T) {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
@@ -145,6 +146,13 @@ func (pb *podBed) checkOtherUIDLockedOut(ctx context.Context, t *testing.T) {
 	})
 	must(t, err)
 	t.Logf("as uid 1000: %s", line)
+	pods, err := pb.pods(ctx)
+	must(t, err)
+	l, err := pb.podLog(ctx, pods[0].Name, sidecarName, false)
+	must(t, err)
+	if strings.Contains(l, "CSI driver found") {
+		t.Errorf("as uid 1000 the sidecar reached the driver; the socket's mode no longer needs root:\n%s", l)
+	}
 }
 
 func ptrTo[T any](v T) *T { return &v }
