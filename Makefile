@@ -9,7 +9,8 @@
 #                consistency, alert rules, and the image (target image)
 #
 # Peer binaries (etcd, kube-apiserver, kube-controller-manager, kube-scheduler,
-# linstor-csi, csi-provisioner, staticcheck: hack/build-tools.sh; helm and
+# kubelet, linstor-csi, csi-provisioner, staticcheck: hack/build-tools.sh; the
+# test node's containerd and runc: hack/install-node-deps.sh; helm and
 # kustomize: hack/build-deploy-tools.sh) are built from the Go module proxy into
 # bin/ and cached there.
 
@@ -30,7 +31,7 @@ IMAGE ?= linstor-affinity-sidecar:$(VERSION)
 E2E_FLAGS ?= -count=1 -timeout=40m -p=1
 UNIT_FLAGS ?= -race -count=1 -short -timeout=15m
 
-.PHONY: all build tools tools-e2e tools-deploy tools-bench lint test unit e2e demo bench bench-go test-faults image clean release-check
+.PHONY: all build tools tools-e2e tools-deploy tools-bench lint test unit e2e demo bench bench-go test-faults image image-docker demo-pod clean release-check
 
 all: build
 
@@ -46,6 +47,7 @@ tools-deploy:
 
 tools-e2e:
 	hack/build-tools.sh linstor-csi etcd kube external-provisioner
+	hack/install-node-deps.sh
 
 lint:
 	hack/build-tools.sh staticcheck
@@ -63,6 +65,12 @@ test: lint unit e2e
 
 demo: tools-e2e build
 	$(GO) run ./test/demo
+
+# The heal in the real pod: the CSI controller Deployment with the sidecar
+# patched in, on a kubelet node (test/pod); prints the sidecar's own log lines
+# read through the API server (kubectl logs -c linstor-affinity-sidecar).
+demo-pod: tools-e2e
+	$(GO) test -count=1 -v -timeout=20m -run 'TestCSIControllerPod/(SecurityContext|Logs|Repairs)' ./test/pod/
 
 # The test-bed benchmark (N = 1,000 and 10,000 PVs; about 15 minutes on 2
 # cores), which first runs the Go benchmarks of package sidecar (bench-go) and
@@ -96,9 +104,21 @@ release-check: lint tools-deploy build image
 	@test "$$($(BIN)/linstor-affinity-sidecar --version | cut -d' ' -f2)" = "$(VERSION)" || { echo "--version does not say $(VERSION)"; exit 1; }
 	@echo "release-check: $(VERSION) OK"
 
-# The image cannot be built on machines without a container engine; the
-# Dockerfile runs the same go build as `make build`.
+# The image without a container engine: the sidecar built for linux/amd64 and
+# linux/arm64 as `make build` builds it, packed by hack/ociimage into one OCI
+# archive (load it with ctr images import, podman load or skopeo). Same files,
+# user and entrypoint as the Dockerfile, which `make image-docker` builds.
+IMAGE_ARCHIVE ?= $(BIN)/linstor-affinity-sidecar.oci.tar
 image:
+	for arch in amd64 arm64; do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -ldflags '$(LDFLAGS)' \
+	    -o $(BIN)/linux-$$arch/linstor-affinity-sidecar ./cmd/linstor-affinity-sidecar; \
+	done
+	$(GO) run ./hack/ociimage/cmd/build-image --ref $(IMAGE) --version $(VERSION) --out $(IMAGE_ARCHIVE) \
+	  --binary linux/amd64=$(BIN)/linux-amd64/linstor-affinity-sidecar \
+	  --binary linux/arm64=$(BIN)/linux-arm64/linstor-affinity-sidecar
+
+image-docker:
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE) .
 
 clean:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the peer binaries of the end-to-end test bed (etcd, the Kubernetes
-# control plane, LINSTOR CSI, the CSI external-provisioner) and staticcheck
+# control plane and kubelet, LINSTOR CSI, the CSI external-provisioner) and staticcheck
 # from the Go module proxy into <repo>/bin.
 #
 # Each tool comes from a wrapper module under hack/tools/<name> whose
@@ -10,7 +10,8 @@
 #
 # Usage: hack/build-tools.sh [tool...]
 #   tools: linstor-csi kube etcd staticcheck external-provisioner
-#   (kube-apiserver, kube-controller-manager and kube-scheduler mean "kube")
+#   (kube-apiserver, kube-controller-manager, kube-scheduler and kubelet mean
+#   "kube": one build of the k8s.io/kubernetes module)
 # With no arguments every tool is built. The long kube build runs in the
 # background while the others build.
 set -euo pipefail
@@ -46,6 +47,7 @@ tool_packages() {
 		echo k8s.io/kubernetes/cmd/kube-apiserver
 		echo k8s.io/kubernetes/cmd/kube-controller-manager
 		echo k8s.io/kubernetes/cmd/kube-scheduler
+		echo k8s.io/kubernetes/cmd/kubelet
 		;;
 	etcd) echo go.etcd.io/etcd/server/v3 ;;
 	staticcheck) echo honnef.co/go/tools/cmd/staticcheck ;;
@@ -57,7 +59,7 @@ tool_packages() {
 tool_binaries() {
 	case "$1" in
 	linstor-csi) echo linstor-csi ;;
-	kube) printf '%s\n' kube-apiserver kube-controller-manager kube-scheduler ;;
+	kube) printf '%s\n' kube-apiserver kube-controller-manager kube-scheduler kubelet ;;
 	etcd) echo etcd ;;
 	staticcheck) echo staticcheck ;;
 	external-provisioner) echo csi-provisioner ;;
@@ -93,7 +95,7 @@ die() {
 # canonical maps a requested name onto a tool of ALL_TOOLS.
 canonical() {
 	case "$1" in
-	kube | kube-apiserver | kube-controller-manager | kube-scheduler) echo kube ;;
+	kube | kube-apiserver | kube-controller-manager | kube-scheduler | kubelet) echo kube ;;
 	linstor-csi | etcd | staticcheck | external-provisioner) echo "$1" ;;
 	csi-provisioner) echo external-provisioner ;;
 	*) die "unknown tool '$1' (known: ${ALL_TOOLS[*]})" ;;

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -17,8 +16,6 @@ import (
 	"time"
 
 	lapi "github.com/LINBIT/golinstor/client"
-	"github.com/kubernetes-csi/csi-lib-utils/leaderelection"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -73,23 +70,26 @@ func main() {
 	klog.InfoS("Starting", "component", component, "version", version)
 	tuneGC()
 
+	// Before the first request, so the client metrics count every one.
+	metrics := sidecar.NewMetrics()
+	sidecar.RegisterKubeClientMetrics(metrics.Registry)
+	// Health from the start: a liveness probe asks whether the process is
+	// alive, and it is while it waits for the driver or the API server.
+	// /readyz says why not yet until the driver answered and the caches
+	// synced.
+	h := newHealth()
+	mux := http.NewServeMux()
+	h.register(mux, c, metrics)
+	if c.httpEndpoint != "" {
+		go serveHTTP(ctx, c.httpEndpoint, mux)
+	}
+
 	restConfig, err := kubeConfig(c)
 	if err != nil {
 		fail("kubernetes configuration: %v", err)
 	}
-	// Before the first request, so the client metrics count every one.
-	metrics := sidecar.NewMetrics()
-	sidecar.RegisterKubeClientMetrics(metrics.Registry)
 	kube := kubernetes.NewForConfigOrDie(restConfig)
 
-	// Health and metrics first: while the sidecar cannot go on yet, /readyz
-	// says why.
-	h := newHealth()
-	mux := http.NewServeMux()
-	serveHealth(mux, c, metrics, h)
-	if c.httpEndpoint != "" {
-		go serveHTTP(ctx, c.httpEndpoint, mux)
-	}
 	broadcaster := record.NewBroadcaster(record.WithContext(ctx))
 	broadcaster.StartRecordingToSink(&typedcorev1.EventSinkImpl{Interface: kube.CoreV1().Events("")})
 	defer broadcaster.Shutdown()
@@ -205,17 +205,7 @@ func main() {
 	go pvWatch.Run(ctx)
 	go scWatch.Run(ctx)
 	synced := func() bool { return pvWatch.HasSynced() && scWatch.HasSynced() }
-	h.started(func(ctx context.Context) error {
-		if !synced() {
-			return errors.New("informer caches not synced")
-		}
-		if driver != nil {
-			if err := driver.Ready(ctx); err != nil {
-				return fmt.Errorf("CSI driver: %w", err)
-			}
-		}
-		return nil
-	})
+	h.started(readiness(driver, synced))
 	if !cache.WaitForCacheSync(ctx.Done(), pvWatch.HasSynced, scWatch.HasSynced, others.HasSynced) {
 		fail("informer caches did not sync")
 	}
@@ -230,20 +220,7 @@ func main() {
 		run(ctx)
 		return
 	}
-	le := leaderelection.NewLeaderElection(kube, component+"-"+driverName, run)
-	le.WithIdentity(identity())
-	if c.leaderElectionNamespace != "" {
-		le.WithNamespace(c.leaderElectionNamespace)
-	}
-	le.WithLeaseDuration(c.leaseDuration)
-	le.WithRenewDeadline(c.renewDeadline)
-	le.WithRetryPeriod(c.retryPeriod)
-	le.WithContext(ctx)
-	le.WithReleaseOnCancel(true)
-	le.PrepareHealthCheck(mux, leaderelection.DefaultHealthCheckTimeout)
-	if err := le.Run(); err != nil {
-		fail("leader election: %v", err)
-	}
+	runLeaderElection(ctx, kube, c, component+"-"+driverName, identity(), mux, run)
 }
 
 func kubeConfig(c config) (*rest.Config, error) {
@@ -265,6 +242,7 @@ func kubeConfig(c config) (*rest.Config, error) {
 // connectDriver connects to the CSI socket and learns the driver's name,
 // waiting (and saying so once) while the driver is not up yet.
 func connectDriver(ctx context.Context, c config) (*csiprobe.Client, csiprobe.Info) {
+	explainSocketDenied(c.csiAddress)
 	client, err := csiprobe.Connect(ctx, c.csiAddress, csiprobe.Options{Timeout: c.timeout})
 	if err != nil {
 		fail("connect to CSI driver at %s: %v", c.csiAddress, err)
@@ -342,30 +320,6 @@ func wakeOn(concerns func(obj any) bool, wake chan<- struct{}, changed func()) f
 		case wake <- struct{}{}:
 		default:
 		}
-	}
-}
-
-// serveHealth registers /healthz (the process runs), /readyz (what h says:
-// caches synced and CSI driver ready once started, else why not yet) and the
-// metrics.
-func serveHealth(mux *http.ServeMux, c config, metrics *sidecar.Metrics, h *health) {
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := h.ready(ctx); err != nil {
-			http.Error(w, err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.Handle(c.metricsPath, promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
-	if c.enablePprof {
-		mux.HandleFunc("/debug/pprof/", pprof.Index)
-		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
-		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 }
 

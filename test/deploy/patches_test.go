@@ -298,10 +298,13 @@ func checkSidecar(t *testing.T, c *corev1.Container, pod *corev1.PodSpec) {
 	switch {
 	case sc == nil:
 		t.Fatal("no securityContext")
-	case sc.RunAsNonRoot == nil || !*sc.RunAsNonRoot:
-		t.Error("securityContext.runAsNonRoot is not true")
-	case sc.RunAsUser == nil || *sc.RunAsUser != 1000:
-		t.Errorf("securityContext.runAsUser = %v, want 1000", sc.RunAsUser)
+	// The image's user (root), as linstor-csi: only the socket's owner may
+	// connect to it (srwxr-xr-x root root). A uid here, or runAsNonRoot,
+	// would lock the sidecar out of the driver (test/pod proves the rest).
+	case sc.RunAsUser != nil || sc.RunAsGroup != nil:
+		t.Errorf("securityContext sets runAsUser %v / runAsGroup %v; the sidecar must run as linstor-csi does", sc.RunAsUser, sc.RunAsGroup)
+	case sc.RunAsNonRoot != nil && *sc.RunAsNonRoot:
+		t.Error("securityContext.runAsNonRoot is true; the driver's socket admits only root")
 	case sc.ReadOnlyRootFilesystem == nil || !*sc.ReadOnlyRootFilesystem:
 		t.Error("securityContext.readOnlyRootFilesystem is not true")
 	case sc.AllowPrivilegeEscalation == nil || *sc.AllowPrivilegeEscalation:
@@ -313,8 +316,8 @@ func checkSidecar(t *testing.T, c *corev1.Container, pod *corev1.PodSpec) {
 	}
 
 	want := corev1.ResourceRequirements{
-		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("32Mi")},
-		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
+		Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("10m"), corev1.ResourceMemory: resource.MustParse("64Mi")},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("192Mi")},
 	}
 	if !apiequality.Semantic.DeepEqual(c.Resources, want) {
 		t.Errorf("resources = %+v, want %+v", c.Resources, want)

@@ -19,6 +19,13 @@
 // NodeGetInfo topology; a CSINode object per node lists the driver with its
 // topology keys, as the node-driver-registrar would register it.
 //
+// With Options.CSIInPod the driver and the provisioner are not started as
+// host processes: package test/pod runs them, with the sidecar, in the CSI
+// controller Deployment as Piraeus Operator v2 renders it
+// (OperatorCSIControllerDeployment, ApplySidecarPodTemplate, MachineEdits)
+// on a real kubelet node (package test/node), from images BuildPodImages
+// makes.
+//
 // Everything the bed starts is a child of the cluster, so Stop (or the test's
 // cleanup) ends every process and removes every file, even after a failure.
 package testbed

@@ -65,6 +65,10 @@ type Options struct {
 	// LS_ROOT_CA, LS_USER_CERTIFICATE and LS_USER_KEY, as Piraeus passes them
 	// from the Secret linstor-csi-controller-tls.
 	LinstorTLS bool
+	// CSIInPod starts neither LINSTOR CSI nor the external-provisioner (nor
+	// the sidecar) as host processes: a test runs them in the CSI
+	// controller pod on a real node (package node, CSIControllerDeployment).
+	CSIInPod bool
 	// ControllerManagerArgs are appended to kube-controller-manager's flags.
 	ControllerManagerArgs []string
 	// APIProxy puts an APIProxy between the sidecar and the API server
@@ -120,7 +124,7 @@ func Start(ctx context.Context, opts Options) (*Bed, error) {
 	if err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(opts.SidecarBinary); err != nil {
+	if _, err := os.Stat(opts.SidecarBinary); err != nil && !opts.CSIInPod {
 		missing = append(missing, opts.SidecarBinary)
 	}
 	if len(missing) > 0 {
@@ -164,6 +168,9 @@ func (b *Bed) start(ctx context.Context) error {
 		}
 	}
 
+	if b.opts.CSIInPod {
+		return nil
+	}
 	driverEnv, err := b.linstorClientEnv()
 	if err != nil {
 		return err
