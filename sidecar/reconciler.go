@@ -580,7 +580,11 @@ func (r *Reconciler) act(ctx context.Context, a Action) error {
 		klog.ErrorS(err, "Repair failed; retrying after a backoff", "pv", a.Name, "action", a.Kind,
 			"failures", r.backoff.failures(a.Name), "retryIn", wait.Round(time.Second))
 		if a.PV != nil {
-			r.recorder.Eventf(a.PV, corev1.EventTypeWarning, EventRepairFailed, "%s failed (attempt %d; next in %s): %v",
+			reason := EventRepairFailed
+			if errors.Is(err, errVolumeMissing) {
+				reason = EventCannotHandle // refused, not failed
+			}
+			r.recorder.Eventf(a.PV, corev1.EventTypeWarning, reason, "%s failed (attempt %d; next in %s): %v",
 				a.Kind, r.backoff.failures(a.Name), wait.Round(time.Second), err)
 		}
 		return err

@@ -105,7 +105,7 @@ func TestNoRepairWhenDriverSaysVolumeIsGone(t *testing.T) {
 		t.Fatalf("PV rewritten although the driver says the volume does not exist: %s", got)
 	}
 	ev := drain(rec)
-	if len(ev) != 1 || !strings.Contains(ev[0], "Warning "+EventRepairFailed) || !strings.Contains(ev[0], "does not exist") {
+	if len(ev) != 1 || !strings.Contains(ev[0], "Warning "+EventCannotHandle) || !strings.Contains(ev[0], "does not exist") {
 		t.Fatalf("want one warning event over three cycles, got %q", ev)
 	}
 	if s := b.savedStates(); len(s) != 0 {
