@@ -18,8 +18,8 @@ import (
 // record of the requests an e2e run makes: it sees calls through the typed
 // clientset (kube.CoreV1().PersistentVolumes().Patch(...)) and informers
 // (factory.Core().V1().Pods().Informer()), and knows the two libraries that
-// make requests of their own (client-go's event recorder, csi-lib-utils'
-// leader election) by what they are documented to send.
+// make requests of their own (client-go's event recorder and leader
+// election) by what they are documented to send.
 
 // scannedPackages are the packages of the binary whose API calls the chart's
 // pod can make. sidecar/podconfig is left out: it reads the sidecar's own pod
@@ -85,8 +85,9 @@ func codeRequests(t testing.TB) (cluster, namespaced map[string][]string) {
 				}
 				where := fset.Position(call.Pos()).String()
 				last := chain[len(chain)-1]
-				if last == "NewLeaderElection" {
-					// csi-lib-utils' Lease lock: get, then create or update.
+				if last == "NewLeaderElection" || isPackageCall(call, "resourcelock", "New") {
+					// csi-lib-utils' or client-go's Lease lock: get, then
+					// create or update.
 					add("coordination.k8s.io", "leases", "get", "create", "update")
 					return true
 				}
@@ -160,6 +161,16 @@ func callChain(call *ast.CallExpr) ([]string, []*ast.CallExpr) {
 	}
 	slices.Reverse(names)
 	return names, calls
+}
+
+// isPackageCall reports whether call is pkg.name(...).
+func isPackageCall(call *ast.CallExpr, pkg, name string) bool {
+	sel, ok := call.Fun.(*ast.SelectorExpr)
+	if !ok || sel.Sel.Name != name {
+		return false
+	}
+	id, ok := sel.X.(*ast.Ident)
+	return ok && id.Name == pkg
 }
 
 // TestCodeRequestsFindsTheKnownCalls guards the derivation itself: calls it
