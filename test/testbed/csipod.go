@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -17,7 +15,6 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
 
-	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/cluster"
 )
 
 // OperatorModel names the Piraeus Operator v2 source the CSI controller
@@ -164,12 +161,7 @@ func OperatorCSIControllerDeployment(linstorURL string) *appsv1.Deployment {
 // patches/linstorcluster-sidecar.yaml into d's pod template, as the operator
 // applies a LinstorCluster's podTemplate (containers merge by name).
 func ApplySidecarPodTemplate(d *appsv1.Deployment) (*appsv1.Deployment, error) {
-	root, err := cluster.RepoRoot()
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(root, "patches", "linstorcluster-sidecar.yaml")
-	data, err := os.ReadFile(path)
+	data, path, err := readSidecarPatch()
 	if err != nil {
 		return nil, err
 	}

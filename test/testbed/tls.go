@@ -126,15 +126,22 @@ func (b *Bed) CreateControllerTLSSecret(ctx context.Context) (ControllerTLS, err
 	return ControllerTLS{CA: ca, Cert: cert, Key: key}, nil
 }
 
+// readSidecarPatch reads patches/linstorcluster-sidecar.yaml, the file users
+// apply, and says where it is.
+func readSidecarPatch() (data []byte, path string, err error) {
+	root, err := cluster.RepoRoot()
+	if err != nil {
+		return nil, "", err
+	}
+	path = filepath.Join(root, "patches", "linstorcluster-sidecar.yaml")
+	data, err = os.ReadFile(path)
+	return data, path, err
+}
+
 // PatchSidecarContainer is the container patches/linstorcluster-sidecar.yaml
 // adds to the CSI controller pod, read from the file users apply.
 func PatchSidecarContainer() (*corev1.Container, error) {
-	root, err := cluster.RepoRoot()
-	if err != nil {
-		return nil, err
-	}
-	path := filepath.Join(root, "patches", "linstorcluster-sidecar.yaml")
-	data, err := os.ReadFile(path)
+	data, path, err := readSidecarPatch()
 	if err != nil {
 		return nil, err
 	}
