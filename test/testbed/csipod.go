@@ -14,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/strategicpatch"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/yaml"
-
 )
 
 // OperatorModel names the Piraeus Operator v2 source the CSI controller
