@@ -178,6 +178,11 @@ func assertLeader(ctx context.Context, t *testing.T, b *testbed.Bed, leader, sta
 		if err != nil || sv != 0 {
 			return false, fmt.Sprintf("leader gauge of standby %s %v (%v)", standby.pod, sv, err)
 		}
+		// Metrics are served from process start now, before the caches
+		// synced: the gauge alone does not say the standby is ready.
+		if err := readyz(ctx, standby.url); err != nil {
+			return false, fmt.Sprintf("standby %s: %v", standby.pod, err)
+		}
 		return true, ""
 	}))
 	assertHealthy(wctx, t, standby.url, standby.proc.Exited())

@@ -345,6 +345,23 @@ func assertHealthy(ctx context.Context, t *testing.T, base string, exited bool) 
 	}
 }
 
+// readyz is nil when the sidecar at base answers /readyz with 200.
+func readyz(ctx context.Context, base string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Do(req)
+	if err != nil {
+		return err
+	}
+	_ = resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("/readyz: %s", resp.Status)
+	}
+	return nil
+}
+
 // waitSuccessCycles waits until the sidecar at base completed n more
 // successful cycles than when called.
 func waitSuccessCycles(ctx context.Context, base string, n int) error {
