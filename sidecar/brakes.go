@@ -59,6 +59,19 @@ const (
 
 // Apply filters one cycle's actions. total is the number of the driver's PVs.
 func (b *Brakes) Apply(actions []Action, total int, now time.Time) BrakeResult {
+	return b.apply(actions, total, now, true)
+}
+
+// ApplyUnconfirmed is Apply for decisions that cannot confirm a drift: ones
+// made on part of LINSTOR (the volumes of blocked pods) or on a view a full
+// cycle already decided on. While the drift brake holds, they are held too;
+// a drift too large for the brake holds them without counting towards its
+// confirmations, which only full reads of LINSTOR give.
+func (b *Brakes) ApplyUnconfirmed(actions []Action, total int, now time.Time) BrakeResult {
+	return b.apply(actions, total, now, false)
+}
+
+func (b *Brakes) apply(actions []Action, total int, now time.Time, confirm bool) BrakeResult {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	// Repairs of earlier cycles that never reported an end keep the time
@@ -73,7 +86,7 @@ func (b *Brakes) Apply(actions []Action, total int, now time.Time) BrakeResult {
 			res.Allowed = append(res.Allowed, a)
 		}
 	}
-	if b.driftBrakeHolds(replaces, total) {
+	if b.driftBrakeHolds(replaces, total, confirm) {
 		res.DriftHeld = true
 		msg := fmt.Sprintf("held by the drift brake: %d of %d PVs would change (more than %.0f%%); repairs wait until %d consecutive cycles see the same drift, or --force",
 			len(replaces), total, b.MaxDriftFraction*100, b.DriftConfirmations)
@@ -98,10 +111,14 @@ func held(a Action, reason Reason, msg string) Action {
 	return a
 }
 
-// driftBrakeHolds decides the drift brake for this cycle's replaces.
-func (b *Brakes) driftBrakeHolds(replaces []Action, total int) bool {
+// driftBrakeHolds decides the drift brake for this cycle's replaces; only
+// a full read (confirm) moves it.
+func (b *Brakes) driftBrakeHolds(replaces []Action, total int, confirm bool) bool {
 	tooMuch := b.MaxDriftFraction > 0 && b.MaxDriftFraction < 1 && len(replaces) > b.MinDrifted &&
 		float64(len(replaces)) > b.MaxDriftFraction*float64(total)
+	if !confirm {
+		return len(replaces) > 0 && !b.Force && (b.driftHolding || tooMuch)
+	}
 	if !tooMuch {
 		if b.driftHolding {
 			klog.InfoS("Drift brake released: the drift is back to normal proportions", "drifted", len(replaces), "pvs", total)

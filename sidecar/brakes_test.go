@@ -58,6 +58,40 @@ func TestDriftBrakeLeavesNormalDriftAndFinishingWorkAlone(t *testing.T) {
 	}
 }
 
+func TestPartialDecisionsNeverConfirmADrift(t *testing.T) {
+	b := &Brakes{MaxDriftFraction: 0.5, MinDrifted: 5, DriftConfirmations: 3}
+	now := time.Now()
+	// A few repairs for blocked pods, no drift brake holding: they go.
+	if res := b.ApplyUnconfirmed(replaceActions(3, "n9"), 100, now); res.DriftHeld || len(res.Allowed) != 3 {
+		t.Fatalf("small partial decision held: %+v", res)
+	}
+	// Too large a share on a partial read: held, and it does not count.
+	if res := b.ApplyUnconfirmed(replaceActions(80, "n9"), 100, now); !res.DriftHeld || len(res.Allowed) != 0 {
+		t.Fatalf("large partial decision allowed: %d", len(res.Allowed))
+	}
+	if b.seen != 0 {
+		t.Fatalf("a partial decision counted as a sighting: seen %d", b.seen)
+	}
+	// A full read sees the drift: holding. Partial decisions in between,
+	// even small ones, stay held and neither release nor confirm it.
+	b.Apply(replaceActions(80, "n9"), 100, now)
+	for i := 0; i < 5; i++ {
+		if res := b.ApplyUnconfirmed(replaceActions(2, "n9"), 100, now); !res.DriftHeld || len(res.Allowed) != 0 {
+			t.Fatalf("partial decision %d went ahead while the drift brake held", i)
+		}
+	}
+	if b.seen != 1 || !b.driftHolding {
+		t.Fatalf("partial decisions moved the brake: seen %d, holding %v", b.seen, b.driftHolding)
+	}
+	b.Apply(replaceActions(80, "n9"), 100, now)
+	if res := b.Apply(replaceActions(80, "n9"), 100, now); res.DriftHeld {
+		t.Fatal("three full reads of the same drift did not release the brake")
+	}
+	if res := b.ApplyUnconfirmed(replaceActions(2, "n9"), 100, now); res.DriftHeld {
+		t.Fatal("partial decision held after the brake released")
+	}
+}
+
 func TestForceReleasesDriftBrake(t *testing.T) {
 	b := &Brakes{MaxDriftFraction: 0.5, MinDrifted: 5, DriftConfirmations: 3, Force: true}
 	if res := b.Apply(replaceActions(90, "n9"), 100, time.Now()); res.DriftHeld || len(res.Allowed) != 90 {

@@ -22,6 +22,9 @@ type Metrics struct {
 	BrakeHolding      *prometheus.GaugeVec
 	RepairsHeld       *prometheus.CounterVec
 	RepairBackoff     *prometheus.GaugeVec
+	BlockedPods       prometheus.Gauge
+	BlockedPodRepair  prometheus.Histogram
+	DemandReads       prometheus.Counter
 }
 
 // NewMetrics registers every metric, plus the Go and process collectors.
@@ -70,9 +73,22 @@ func NewMetrics() *Metrics {
 			Namespace: metricsNamespace, Name: "repair_backoff_seconds",
 			Help: "For each PV whose last repair failed: the wait before the next attempt (doubles with each failure). No series for other PVs.",
 		}, []string{"pv"}),
+		BlockedPods: prometheus.NewGauge(prometheus.GaugeOpts{
+			Namespace: metricsNamespace, Name: "blocked_pods",
+			Help: "Pods the scheduler cannot place because of a PV's node affinity (PodScheduled=False, Unschedulable, a PV node affinity conflict).",
+		}),
+		BlockedPodRepair: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: metricsNamespace, Name: "blocked_pod_repair_seconds",
+			Help:    "For each blocked pod and each of its PVs the sidecar repaired: the time from the pod becoming unschedulable to the PV's repair.",
+			Buckets: []float64{0.25, 0.5, 1, 2, 3, 5, 10, 20, 30, 60, 120, 300, 600},
+		}),
+		DemandReads: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: metricsNamespace, Name: "blocked_pod_reads_total",
+			Help: "LINSTOR reads of the volumes of blocked pods (filtered requests, not the full view).",
+		}),
 	}
 	m.Registry.MustRegister(m.Reconciles, m.ReconcileDuration, m.LinstorFetch, m.PVs, m.Repairs, m.LastSuccess, m.Leader,
-		m.BrakeHolding, m.RepairsHeld, m.RepairBackoff,
+		m.BrakeHolding, m.RepairsHeld, m.RepairBackoff, m.BlockedPods, m.BlockedPodRepair, m.DemandReads,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -87,6 +87,17 @@ type Options struct {
 	// Self is the sidecar's own pod (a Pod or an ObjectReference to it), for
 	// Events about the sidecar itself; nil: no such Events.
 	Self runtime.Object
+	// Blocked, when set with Volumes, holds the pods the scheduler cannot
+	// place because of a PV's node affinity (sidecar.Blocked, fed by the
+	// pending-pod watch). Their volumes are read from LINSTOR at once, by
+	// Demand, instead of at the next full read.
+	Blocked *Blocked
+	// Volumes reads LINSTOR for the volumes of blocked pods only.
+	Volumes VolumeSource
+	// FollowUp is how soon a full read follows one that left repairs to a
+	// brake (drift confirmations, the rate limit) instead of the period
+	// (0: DefaultFollowUp).
+	FollowUp time.Duration
 	// SkipUnchanged lets a cycle skip deciding when nothing it decides on can
 	// have changed: LINSTOR answered with the same bytes (View.Unchanged), no
 	// PV or StorageClass changed (NoteInputChange was not called), and the
@@ -127,7 +138,20 @@ type Reconciler struct {
 	firstDone atomic.Bool
 	// decoded is set by a cycle that decided on newly decoded LINSTOR data.
 	decoded atomic.Bool
+
+	// last is the view of the last full read and total the driver's PVs
+	// then; period is Run's. Decisions on PV changes and for blocked pods
+	// use last's nodes while it is younger than period.
+	last   *View
+	total  int
+	period time.Duration
+	// followUp is set by a full cycle whose repairs a brake held back.
+	followUp bool
 }
+
+// DefaultFollowUp is Options.FollowUp when unset: held repairs are looked
+// at again within seconds, as before the full read became slow.
+const DefaultFollowUp = 5 * time.Second
 
 // expectation records a write the informer cache has not shown yet. When
 // the written PV is known (written, uid), the cache has caught up once it shows
@@ -157,6 +181,9 @@ func NewReconciler(opts Options, pvs corelisters.PersistentVolumeLister, scs sto
 	}
 	if opts.ExpectationTimeout <= 0 {
 		opts.ExpectationTimeout = time.Minute
+	}
+	if opts.FollowUp <= 0 {
+		opts.FollowUp = DefaultFollowUp
 	}
 	return &Reconciler{
 		opts: opts, pvs: pvs, scs: scs, linstor: linstor, driver: driver, exec: exec, recorder: recorder, metrics: metrics,
@@ -190,14 +217,43 @@ func (r *Reconciler) noteQuiet(gen int64, quiet bool) {
 	}
 }
 
-// Run reconciles every period and whenever wake fires, until ctx ends.
-func (r *Reconciler) Run(ctx context.Context, period time.Duration, wake <-chan struct{}) {
-	ticker := time.NewTicker(period)
-	defer ticker.Stop()
+// Run reads LINSTOR in full and reconciles every PV each period, decides
+// again on the last read whenever wake fires (a PV or StorageClass
+// changed), and serves the pods blocked by a PV's node affinity whenever
+// demand fires, until ctx ends. Everything runs on this one goroutine, so
+// no two decisions overlap.
+func (r *Reconciler) Run(ctx context.Context, period time.Duration, wake, demand <-chan struct{}) {
+	r.period = period
 	var released time.Time
+	next := time.NewTimer(0)
+	defer next.Stop()
+	var recheck <-chan time.Time
 	for {
-		if err := r.Cycle(ctx); err != nil && ctx.Err() == nil {
-			klog.ErrorS(err, "Reconcile cycle failed; retrying next cycle")
+		select {
+		case <-ctx.Done():
+			return
+		case <-next.C:
+			if err := r.Cycle(ctx); err != nil && ctx.Err() == nil {
+				klog.ErrorS(err, "Reconcile cycle failed; retrying next cycle")
+			}
+			wait := period
+			if r.followUp && r.opts.FollowUp < period {
+				wait = r.opts.FollowUp
+			}
+			next.Reset(wait)
+		case <-wake:
+			if err := r.Redecide(ctx); err != nil && ctx.Err() == nil {
+				klog.ErrorS(err, "Reconcile after a PV change failed")
+			}
+		case <-demand:
+		case <-recheck:
+		}
+		if err := r.Demand(ctx); err != nil && ctx.Err() == nil {
+			klog.ErrorS(err, "Repair for blocked pods failed")
+		}
+		recheck = nil
+		if at := r.nextDemand(); !at.IsZero() {
+			recheck = time.After(time.Until(at))
 		}
 		// A cycle that decoded LINSTOR's answers (or the first, which also
 		// filled the informer caches) leaves tens of MB of garbage at tens of
@@ -207,12 +263,6 @@ func (r *Reconciler) Run(ctx context.Context, period time.Duration, wake <-chan 
 		if r.decoded.Swap(false) && time.Since(released) >= time.Minute {
 			debug.FreeOSMemory()
 			released = time.Now()
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-ticker.C:
-		case <-wake:
 		}
 	}
 }
@@ -226,20 +276,27 @@ func (r *Reconciler) LastFetch() time.Time {
 	return time.Unix(0, ns)
 }
 
+// driverReady asks the CSI driver whether it is ready, and says so when
+// that changes; standalone (no driver) is always ready.
+func (r *Reconciler) driverReady(ctx context.Context) bool {
+	if r.driver == nil {
+		return true
+	}
+	cctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	err := r.driver.Ready(cctx)
+	cancel()
+	r.noteNotReady(err)
+	return err == nil
+}
+
 // Cycle runs one reconcile: check the driver, read LINSTOR, decide for every PV
 // and saved state, then carry out the decisions with bounded concurrency.
 func (r *Reconciler) Cycle(ctx context.Context) error {
 	start := r.now()
-	if r.driver != nil {
-		cctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
-		err := r.driver.Ready(cctx)
-		cancel()
-		if err != nil {
-			r.metrics.Reconciles.WithLabelValues("skipped").Inc()
-			r.noteNotReady(err)
-			return nil
-		}
-		r.noteNotReady(nil)
+	r.followUp = false
+	if !r.driverReady(ctx) {
+		r.metrics.Reconciles.WithLabelValues("skipped").Inc()
+		return nil
 	}
 	fctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
 	view, err := r.linstor.Fetch(fctx)
@@ -250,9 +307,35 @@ func (r *Reconciler) Cycle(ctx context.Context) error {
 		return err
 	}
 	r.lastFetch.Store(view.FetchedAt.UnixNano())
+	r.last = view
 	if !view.Unchanged {
 		r.decoded.Store(true)
 	}
+	return r.decideOn(ctx, start, view, true)
+}
+
+// Redecide decides again on the last full read, without reading LINSTOR,
+// after a PV or StorageClass changed: that read is at most one period old,
+// and every replace confirms the replicas with LINSTOR before it writes.
+// With no read that recent, it reads LINSTOR in full (Cycle).
+func (r *Reconciler) Redecide(ctx context.Context) error {
+	start := r.now()
+	if r.last == nil || start.Sub(r.last.FetchedAt) >= r.period {
+		return r.Cycle(ctx)
+	}
+	if !r.driverReady(ctx) {
+		r.metrics.Reconciles.WithLabelValues("skipped").Inc()
+		return nil
+	}
+	view := *r.last
+	view.Unchanged = true
+	return r.decideOn(ctx, start, &view, false)
+}
+
+// decideOn decides for every PV and saved state on view and carries out
+// the decisions. fresh says the view was just read in full: only then may
+// it confirm a drift the drift brake holds.
+func (r *Reconciler) decideOn(ctx context.Context, start time.Time, view *View, fresh bool) error {
 	if r.unchangedSinceQuiet(view) {
 		klog.V(5).InfoS("LINSTOR, PVs and StorageClasses unchanged; the last decision stands")
 		r.metrics.ReconcileDuration.Observe(r.now().Sub(start).Seconds())
@@ -268,8 +351,9 @@ func (r *Reconciler) Cycle(ctx context.Context) error {
 		return err
 	}
 	r.noteQuiet(gen, quiet && len(actions) == 0)
+	r.total = total
 	actions = r.holdForOtherController(actions)
-	actions = r.brake(actions, total)
+	actions = r.brake(actions, total, fresh)
 	failed := r.execute(ctx, actions)
 	r.metrics.ReconcileDuration.Observe(r.now().Sub(start).Seconds())
 	if failed > 0 {
@@ -289,6 +373,8 @@ func (r *Reconciler) finishCycle(start time.Time) {
 	r.metrics.LastSuccess.Set(float64(r.now().Unix()))
 }
 
+// noteNotReady records whether the driver is ready (err nil) and logs a
+// change.
 func (r *Reconciler) noteNotReady(err error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -337,15 +423,7 @@ func (r *Reconciler) plan(view *View) ([]Action, int, bool, error) {
 	}
 	r.backoff.noteWaiting(pending, now)
 	for _, a := range decisions {
-		if a.Kind != KindNone && r.cacheStale(a.Name, a.PV, now) {
-			a = Action{Kind: KindNone, Reason: ReasonAwaitingCache, Message: "waiting for the informer to show the last write", PV: a.PV, Name: a.Name}
-		}
-		if a.Kind != KindNone {
-			if held, wait := r.backoff.hold(a, now); held {
-				a.Kind, a.Reason, a.Affinity = KindNone, ReasonBackoff, nil
-				a.Message = fmt.Sprintf("the last %d attempts failed; next attempt in %s", r.backoff.failures(a.Name), wait.Round(time.Second))
-			}
-		}
+		a = r.gate(a, now)
 		if a.Reason == ReasonAwaitingCache || a.Reason == ReasonGracePeriod || a.Reason == ReasonBackoff {
 			quiet = false
 		}
@@ -360,6 +438,22 @@ func (r *Reconciler) plan(view *View) ([]Action, int, bool, error) {
 		r.metrics.PVs.WithLabelValues(k[0], k[1]).Set(n)
 	}
 	return actions, total, quiet, nil
+}
+
+// gate holds back an action the loop must not carry out now: one decided
+// on a cached PV that does not show the sidecar's last write yet, or one
+// whose last attempts failed and whose backoff has not passed.
+func (r *Reconciler) gate(a Action, now time.Time) Action {
+	if a.Kind != KindNone && r.cacheStale(a.Name, a.PV, now) {
+		a = Action{Kind: KindNone, Reason: ReasonAwaitingCache, Message: "waiting for the informer to show the last write", PV: a.PV, Name: a.Name}
+	}
+	if a.Kind != KindNone {
+		if held, wait := r.backoff.hold(a, now); held {
+			a.Kind, a.Reason, a.Affinity = KindNone, ReasonBackoff, nil
+			a.Message = fmt.Sprintf("the last %d attempts failed; next attempt in %s", r.backoff.failures(a.Name), wait.Round(time.Second))
+		}
+	}
+	return a
 }
 
 // DecideAll decides about every PV of the driver and every saved state in the
@@ -628,6 +722,7 @@ func (r *Reconciler) attempt(ctx context.Context, a Action) error {
 	}
 	r.metrics.Repairs.WithLabelValues(string(a.Kind), method, "success").Inc()
 	pv := out.PV
+	r.noteRepaired(pv)
 	if a.Kind != KindReplace && (pv == nil || out.Method == "") {
 		klog.InfoS("Settled saved state", "pv", a.Name, "location", a.Saved.Location())
 		return nil
@@ -728,17 +823,26 @@ func (r *Reconciler) holdForOtherController(actions []Action) []Action {
 
 // brake passes the cycle's actions through the brakes and records what they
 // hold back: a warning Event per PV held by the drift brake (once), a metric.
-func (r *Reconciler) brake(actions []Action, total int) []Action {
+func (r *Reconciler) brake(actions []Action, total int, fresh bool) []Action {
 	if r.opts.Brakes == nil {
 		return actions
 	}
 	r.backoff.longestWaitingFirst(actions)
-	res := r.opts.Brakes.Apply(actions, total, r.now())
-	holding := 0.0
-	if res.DriftHeld {
-		holding = 1
+	apply := r.opts.Brakes.ApplyUnconfirmed
+	if fresh {
+		apply = r.opts.Brakes.Apply
 	}
-	r.metrics.BrakeHolding.WithLabelValues("drift").Set(holding)
+	res := apply(actions, total, r.now())
+	if len(res.Held) > 0 {
+		r.followUp = true
+	}
+	if fresh {
+		holding := 0.0
+		if res.DriftHeld {
+			holding = 1
+		}
+		r.metrics.BrakeHolding.WithLabelValues("drift").Set(holding)
+	}
 	for _, a := range res.Held {
 		r.metrics.RepairsHeld.WithLabelValues(string(a.Reason)).Inc()
 		if a.Reason == ReasonDriftBrake {

@@ -30,6 +30,7 @@ type config struct {
 	retryPeriod             time.Duration
 
 	reconcileRate     time.Duration
+	repairBlockedPods bool
 	resyncRate        time.Duration
 	workers           int
 	propertyNamespace string
@@ -83,7 +84,8 @@ func newFlagSet(name string, c *config) *flag.FlagSet {
 	fs.DurationVar(&c.leaseDuration, "leader-election-lease-duration", 15*time.Second, "Duration non-leaders wait before trying to take the lease.")
 	fs.DurationVar(&c.renewDeadline, "leader-election-renew-deadline", 10*time.Second, "Duration the leader retries renewing before giving up.")
 	fs.DurationVar(&c.retryPeriod, "leader-election-retry-period", 5*time.Second, "Duration between leader election attempts.")
-	fs.DurationVar(&c.reconcileRate, "reconcile-rate", 3*time.Second, "How often LINSTOR is read and every PV checked, besides PV changes.")
+	fs.DurationVar(&c.reconcileRate, "reconcile-rate", 2*time.Minute, "How often LINSTOR is read in full and every PV checked. Pods blocked by a PV's node affinity are served at once, with reads of their volumes only (--repair-blocked-pods); PV changes are decided on the last full read.")
+	fs.BoolVar(&c.repairBlockedPods, "repair-blocked-pods", true, "Watch unscheduled Pending pods; for those the scheduler cannot place because of a PV's node affinity, read LINSTOR for their volumes and repair them at once.")
 	fs.DurationVar(&c.resyncRate, "resync-rate", 5*time.Minute, "How often the informers resync their caches.")
 	fs.IntVar(&c.workers, "workers", 10, "Repairs carried out at the same time.")
 	fs.StringVar(&c.propertyNamespace, "property-namespace", "", "LINSTOR property namespace holding node topology. Empty: Aux/topology if any node has Aux/topology/kubernetes.io/hostname, else Aux.")
@@ -93,7 +95,7 @@ func newFlagSet(name string, c *config) *flag.FlagSet {
 	fs.Float64Var(&c.maxDriftFraction, "max-drift-fraction", 0.5, "Drift brake: a cycle in which more than this fraction of the driver's PVs (and more than 5) would be rewritten repairs nothing until the same drift is confirmed. 0 disables.")
 	fs.IntVar(&c.driftConfirms, "drift-confirmations", 3, "Drift brake: consecutive cycles that must see the same drift before it is repaired.")
 	fs.BoolVar(&c.force, "force", false, "Release the drift brake: repair whatever drift LINSTOR reports, however large.")
-	fs.IntVar(&c.maxRepairsPerMin, "max-repairs-per-minute", 60, "At most this many PV rewrites in any minute; the rest wait for later cycles. 0: no limit.")
+	fs.IntVar(&c.maxRepairsPerMin, "max-repairs-per-minute", 1200, "At most this many PV rewrites in any sliding minute; the rest wait. The default lets a rotation of 1,200 PVs be repaired at once and bounds a runaway to 20 rewrites a second. 0: no limit.")
 	fs.Float64Var(&c.kubeAPIQPS, "kube-api-qps", 300, "Queries per second to the Kubernetes API server. Only bursts of repairs come near it (a repair is 1 to 7 requests); --max-repairs-per-minute is the brake meant to protect the API server.")
 	fs.IntVar(&c.kubeAPIBurst, "kube-api-burst", 600, "Burst of queries to the Kubernetes API server.")
 	fs.BoolVar(&c.enablePprof, "enable-pprof", false, "Serve Go's profiler at /debug/pprof/ on --http-endpoint.")

@@ -160,6 +160,33 @@ func main() {
 		},
 	}, kube), &storagev1.StorageClass{}, stripManagedFields, wakeOnAny(wake, noteChange))
 
+	// Pods the scheduler cannot place because of a PV's node affinity: the
+	// API server sends only unscheduled Pending pods, each kept as little
+	// more than its claims and its PodScheduled condition.
+	demand := make(chan struct{}, 1)
+	var blocked *sidecar.Blocked
+	var podWatch *sidecar.Watch
+	if c.repairBlockedPods {
+		blocked = sidecar.NewBlocked()
+		podWatch = sidecar.NewWatch("pending pods", &cache.ListWatch{
+			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				o.FieldSelector = sidecar.PendingPodSelector
+				return kube.CoreV1().Pods("").List(ctx, o)
+			},
+			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				o.FieldSelector = sidecar.PendingPodSelector
+				return kube.CoreV1().Pods("").Watch(ctx, o)
+			},
+		}, &corev1.Pod{}, sidecar.CompactPod, func(obj any) {
+			if blocked.Changed(podWatch.Indexer(), obj) {
+				select {
+				case demand <- struct{}{}:
+				default:
+				}
+			}
+		})
+	}
+
 	// Never two rewriters: while the upstream affinity controller runs
 	// (deployed by the operator, its chart or by hand), no new repair starts.
 	selfNS, selfName, inPod := podconfig.Self()
@@ -199,6 +226,8 @@ func main() {
 		SkipUnchanged:   true,
 		OtherController: others,
 		Self:            self,
+		Blocked:         blocked,
+		Volumes:         linstor,
 	}, corelisters.NewPersistentVolumeLister(pvWatch.Indexer()), storagelisters.NewStorageClassLister(scWatch.Indexer()),
 		linstor, driver, exec, recorder, metrics)
 
@@ -206,7 +235,12 @@ func main() {
 	go scWatch.Run(ctx)
 	synced := func() bool { return pvWatch.HasSynced() && scWatch.HasSynced() }
 	h.started(readiness(driver, synced))
-	if !cache.WaitForCacheSync(ctx.Done(), pvWatch.HasSynced, scWatch.HasSynced, others.HasSynced) {
+	waitFor := []cache.InformerSynced{pvWatch.HasSynced, scWatch.HasSynced, others.HasSynced}
+	if podWatch != nil {
+		go podWatch.Run(ctx)
+		waitFor = append(waitFor, podWatch.HasSynced)
+	}
+	if !cache.WaitForCacheSync(ctx.Done(), waitFor...) {
 		fail("informer caches did not sync")
 	}
 	klog.InfoS("Caches synced", "driver", driverName, "reconcileRate", c.reconcileRate, "workers", c.workers)
@@ -214,7 +248,7 @@ func main() {
 	run := func(ctx context.Context) {
 		metrics.Leader.Set(1)
 		klog.InfoS("Acting as leader", "driver", driverName)
-		rec.Run(ctx, c.reconcileRate, wake)
+		rec.Run(ctx, c.reconcileRate, wake, demand)
 	}
 	if !c.leaderElection {
 		run(ctx)

@@ -86,7 +86,10 @@ func demo(ctx context.Context, c config) error {
 		"  LINSTOR CSI v1.6.4, csi-provisioner and the sidecar ... ")
 	began := time.Now()
 	startCtx, cancel := context.WithTimeout(ctx, 3*time.Minute)
-	b, err := testbed.Start(startCtx, testbed.Options{SidecarBinary: c.sidecar, LogDir: c.logDir, LeaderElection: true})
+	b, err := testbed.Start(startCtx, testbed.Options{SidecarBinary: c.sidecar, LogDir: c.logDir, LeaderElection: true,
+		// The sidecar's default: its full LINSTOR read every 2 minutes falls
+		// outside the demo; the blocked pods are what get their volumes read.
+		ReconcileRate: 2 * time.Minute})
 	cancel()
 	if err != nil {
 		return err

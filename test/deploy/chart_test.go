@@ -38,7 +38,7 @@ var (
 	optionValues = map[string]any{
 		"replicaCount": 3,
 		"options": map[string]any{
-			"v": 4, "reconcileRate": "30s", "resyncRate": "1h", "propertyNamespace": "Aux/topology",
+			"v": 4, "fullReadPeriod": "30s", "resyncRate": "1h", "propertyNamespace": "Aux/topology",
 			"driverName": "linstor.csi.example.com", "extraArgs": []string{"--new-pv-grace-period=5m"},
 		},
 		"linstor":          map[string]any{"endpoint": "https://linstor.example.com:3371", "clientSecret": "my-linstor-tls"},
@@ -218,7 +218,7 @@ func TestChartDefaults(t *testing.T) {
 	}
 	wantArgs := []string{
 		"--csi-address=", "--csi-container=", "--driver-name=linstor.csi.linbit.com",
-		"--reconcile-rate=15s", "--resync-rate=15m", "--workers=10",
+		"--reconcile-rate=2m", "--resync-rate=15m", "--workers=10",
 		"--leader-election=true", "--leader-election-namespace=" + namespace,
 		"--http-endpoint=:9813", "-v=2",
 	}
@@ -519,7 +519,7 @@ func TestChartTakesUpstreamValues(t *testing.T) {
 	}
 	wantArgs := []string{
 		"--csi-address=", "--csi-container=", "--driver-name=linstor.csi.linbit.com",
-		"--reconcile-rate=15s", "--resync-rate=15m", "--workers=10",
+		"--reconcile-rate=2m", "--resync-rate=15m", "--workers=10",
 		"--leader-election=true", "--leader-election-namespace=" + namespace,
 		"--http-endpoint=:9813", "-v=1",
 	}

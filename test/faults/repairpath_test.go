@@ -222,7 +222,7 @@ func TestAdmissionDeniedReplacement(t *testing.T) {
 }
 
 // defaultRepairsPerMinute is the sidecar's --max-repairs-per-minute default.
-const defaultRepairsPerMinute = 60
+const defaultRepairsPerMinute = 1200
 
 // TestFailingPVsDoNotStarveOthers: an admission policy refuses to delete or
 // update a few drifted PVs, so their repairs fail every time; many other

@@ -337,9 +337,12 @@ func pemFragments(pem []byte) []string {
 }
 
 // checkRepair provisions a strict volume through the pod's provisioner and
-// driver, moves its replica, and waits until the sidecar in the pod has
-// rewritten the PV's affinity (after the patch's default grace period for
-// new PVs) with its claim still bound.
+// driver, moves its replica, starts a pod on the claim (which the scheduler
+// cannot place), and waits until the sidecar in the pod has rewritten the
+// PV's affinity (after the patch's default grace period for new PVs) with
+// its claim still bound, and the pod is scheduled. With the patch's
+// defaults the full LINSTOR read comes every 2 minutes: the blocked pod is
+// what gets its volume read and repaired.
 func (pb *podBed) checkRepair(ctx context.Context, t *testing.T, claim, from, to string) {
 	wctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
@@ -348,11 +351,20 @@ func (pb *podBed) checkRepair(ctx context.Context, t *testing.T, claim, from, to
 	pv := pvs[claim]
 	must(t, pb.Sim.MoveReplica(pv.Spec.CSI.VolumeHandle, from, to))
 	t.Logf("replica of %s moved %s -> %s", pv.Spec.CSI.VolumeHandle, from, to)
+	pod := "user-of-" + claim
+	if _, err := pb.CreatePod(ctx, pod, claim, nil); err != nil {
+		t.Fatal(err)
+	}
 	if _, err := pb.WaitPVAffinity(wctx, pv.Name, testbed.Hosts(to)...); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pb.WaitClaimBound(wctx, claim, pv.Name); err != nil {
 		t.Fatal(err)
+	}
+	node, err := pb.WaitPodScheduled(wctx, pod)
+	must(t, err)
+	if node != to {
+		t.Fatalf("pod %s scheduled on %s, its volume is on %s", pod, node, to)
 	}
 	// What a user sees: kubectl logs -c linstor-affinity-sidecar.
 	pods, err := pb.pods(ctx)

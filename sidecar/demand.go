@@ -1,0 +1,158 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	storagev1 "k8s.io/api/storage/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/klog/v2"
+)
+
+// Demand repairs what the blocked pods that are due wait for: it reads
+// LINSTOR for exactly their volumes (VolumeSource), decides for their PVs
+// with the same decision as a full cycle, passes the actions through the
+// same checks and brakes, and carries them out. It waits for the first full
+// read, whose nodes it uses while they are at most one period old.
+func (r *Reconciler) Demand(ctx context.Context) error {
+	blocked, volumes := r.opts.Blocked, r.opts.Volumes
+	if blocked == nil || volumes == nil || r.last == nil {
+		return nil
+	}
+	start := r.now()
+	due := blocked.Due(start)
+	if len(due) == 0 {
+		return nil
+	}
+	pvs, rds, err := r.pvsOf(due)
+	if err != nil || len(pvs) == 0 {
+		return err
+	}
+	if !r.driverReady(ctx) {
+		return nil
+	}
+	var nodes map[string]Segment
+	if start.Sub(r.last.FetchedAt) < r.period {
+		nodes = r.last.Nodes
+	}
+	fctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	view, err := volumes.FetchVolumes(fctx, rds, nodes)
+	cancel()
+	r.metrics.DemandReads.Inc()
+	if err != nil {
+		return err
+	}
+	r.last = r.last.withFresher(view)
+	decisions, _ := DecideAll(pvs, func(pv *corev1.PersistentVolume) *storagev1.StorageClass {
+		return StorageClassFor(r.scs, pv)
+	}, view, r.opts.Config, start)
+	var actions []Action
+	wanted := make(map[string]bool, len(pvs))
+	for _, pv := range pvs {
+		wanted[pv.Name] = true
+	}
+	for _, a := range decisions {
+		// Saved state of other PVs on these volumes is the full cycle's:
+		// this read knows nothing of the PVs it was not asked about.
+		if !wanted[a.Name] {
+			continue
+		}
+		a = r.gate(a, start)
+		r.noteWarning(a)
+		if a.Kind != KindNone {
+			actions = append(actions, a)
+		} else {
+			klog.V(2).InfoS("Blocked pod's PV not repaired", "pv", a.Name, "reason", a.Reason, "detail", a.Message)
+		}
+	}
+	klog.V(2).InfoS("Read LINSTOR for blocked pods", "pods", len(due), "pvs", len(pvs), "repairs", len(actions),
+		"duration", r.now().Sub(start).Round(time.Millisecond))
+	actions = r.holdForOtherController(actions)
+	actions = r.brake(actions, r.total, false)
+	if failed := r.execute(ctx, actions); failed > 0 {
+		return fmt.Errorf("%d of %d repairs for blocked pods failed", failed, len(actions))
+	}
+	return nil
+}
+
+// nextDemand is when a blocked pod still waiting is due for another read
+// (zero: none waits).
+func (r *Reconciler) nextDemand() time.Time {
+	if r.opts.Blocked == nil {
+		return time.Time{}
+	}
+	r.metrics.BlockedPods.Set(float64(r.opts.Blocked.Len()))
+	if r.opts.Volumes == nil || r.last == nil {
+		return time.Time{} // Demand waits for the first full read
+	}
+	return r.opts.Blocked.NextDue(r.now())
+}
+
+// pvsOf finds the driver's PVs bound to the claims of the blocked pods (by
+// their claimRef, from the PV cache: no PVC reads) and the resource
+// definitions they are on, sorted.
+func (r *Reconciler) pvsOf(pods []BlockedPod) ([]*corev1.PersistentVolume, []string, error) {
+	claims := map[types.NamespacedName]bool{}
+	for _, p := range pods {
+		for _, c := range p.Claims {
+			claims[c] = true
+		}
+	}
+	all, err := r.pvs.List(labels.Everything())
+	if err != nil {
+		return nil, nil, fmt.Errorf("list PVs from cache: %w", err)
+	}
+	var pvs []*corev1.PersistentVolume
+	seenRD := map[string]bool{}
+	var rds []string
+	for _, pv := range all {
+		ref := pv.Spec.ClaimRef
+		if ref == nil || pv.Spec.CSI == nil || pv.Spec.CSI.Driver != r.opts.DriverName ||
+			!claims[types.NamespacedName{Namespace: ref.Namespace, Name: ref.Name}] {
+			continue
+		}
+		pvs = append(pvs, pv)
+		if h, err := ParseVolumeHandle(pv.Spec.CSI.VolumeHandle); err == nil && !seenRD[h.RD] {
+			seenRD[h.RD] = true
+			rds = append(rds, h.RD)
+		}
+	}
+	sort.Strings(rds)
+	return pvs, rds, nil
+}
+
+// noteRepaired observes, for every blocked pod waiting on the repaired PV,
+// the time from the pod becoming unschedulable to the repair.
+func (r *Reconciler) noteRepaired(pv *corev1.PersistentVolume) {
+	if r.opts.Blocked == nil || pv == nil || pv.Spec.ClaimRef == nil {
+		return
+	}
+	claim := types.NamespacedName{Namespace: pv.Spec.ClaimRef.Namespace, Name: pv.Spec.ClaimRef.Name}
+	now := r.now()
+	for _, since := range r.opts.Blocked.Repaired(claim, pv.Name) {
+		r.metrics.BlockedPodRepair.Observe(now.Sub(since).Seconds())
+	}
+}
+
+// withFresher is v with the resource definitions (and, if it read them, the
+// nodes) of a fresher partial read put in: deciding again on v after a PV
+// change must not undo a repair made on the fresher data. The time of the
+// read stays v's: the other resource definitions are as old as that.
+func (v *View) withFresher(part *View) *View {
+	out := *v
+	out.RDs = make(map[string]*RDView, len(v.RDs))
+	for name, rd := range v.RDs {
+		out.RDs[name] = rd
+	}
+	for name, rd := range part.RDs {
+		out.RDs[name] = rd
+	}
+	if part.Nodes != nil {
+		out.Nodes = part.Nodes
+	}
+	return &out
+}

@@ -1,0 +1,217 @@
+package sidecar
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/cache"
+)
+
+// countingVolumes records what Demand asks LINSTOR for.
+type countingVolumes struct {
+	inner     VolumeSource
+	asked     [][]string
+	withNodes []bool
+}
+
+func (c *countingVolumes) FetchVolumes(ctx context.Context, rds []string, nodes map[string]Segment) (*View, error) {
+	c.asked = append(c.asked, slices.Clone(rds))
+	c.withNodes = append(c.withNodes, nodes != nil)
+	return c.inner.FetchVolumes(ctx, rds, nodes)
+}
+
+// countingSource counts full reads.
+type countingSource struct {
+	inner LinstorSource
+	reads int
+}
+
+func (c *countingSource) Fetch(ctx context.Context) (*View, error) {
+	c.reads++
+	return c.inner.Fetch(ctx)
+}
+
+// blockOn makes a pod blocked by a PV node affinity conflict on the claims
+// of pvs, known to r's blocked set.
+func blockOn(t *testing.T, b *Blocked, name string, since time.Time, pvs ...*corev1.PersistentVolume) {
+	t.Helper()
+	store := cache.NewStore(cache.MetaNamespaceKeyFunc)
+	var claims []string
+	for _, pv := range pvs {
+		claims = append(claims, pv.Spec.ClaimRef.Name)
+	}
+	pod := blockedPodAt(name, since, msgAffinity, claims...)
+	if err := store.Add(pod); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Changed(store, pod) {
+		t.Fatal("pod not taken as blocked")
+	}
+}
+
+// demandBed is a reconciler whose last full read (of nodes only: no volume
+// in it) is fresh, and a blocked set.
+func demandBed(t *testing.T, b *exBed) (*Reconciler, *countingVolumes, *countingSource) {
+	t.Helper()
+	r, _ := b.reconciler(nil)
+	vols := &countingVolumes{inner: b.linstor}
+	full := &countingSource{inner: b.linstor}
+	r.linstor = full
+	r.opts.Blocked, r.opts.Volumes = NewBlocked(), vols
+	r.period = time.Hour
+	v, err := b.linstor.Fetch(context.Background())
+	b.must(err)
+	r.last = &View{Nodes: v.Nodes, RDs: map[string]*RDView{}, FetchedAt: time.Now()}
+	r.total = 3
+	return r, vols, full
+}
+
+func TestBlockedPodsVolumesAreReadAndRepairedAlone(t *testing.T) {
+	b := newExBed(t)
+	waited := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})[0]
+	other := b.addVolume("vol-b", 1, []string{"n3"}, []string{"n1"})[0]
+	r, vols, full := demandBed(t, b)
+	blockOn(t, r.opts.Blocked, "web-0", time.Now().Add(-2*time.Second), waited)
+
+	if err := r.Demand(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(vols.asked) != 1 || !slices.Equal(vols.asked[0], []string{"vol-a"}) {
+		t.Fatalf("LINSTOR asked for %v, want only [vol-a]", vols.asked)
+	}
+	if !vols.withNodes[0] {
+		t.Fatal("the fresh full read's nodes were not passed on")
+	}
+	if full.reads != 0 {
+		t.Fatalf("%d full reads for one blocked pod, want 0", full.reads)
+	}
+	if got := b.affinityOf(waited.Name); got != "[{linbit.com/hostname=n2}]" {
+		t.Fatalf("the blocked pod's PV: %s, want it to follow its replica to n2", got)
+	}
+	if got := b.affinityOf(other.Name); got != "[{linbit.com/hostname=n1}]" {
+		t.Fatalf("a PV no pod waits for changed: %s", got)
+	}
+	if n := testutil.CollectAndCount(r.metrics.BlockedPodRepair); n != 1 {
+		t.Fatalf("blocked_pod_repair_seconds series = %d, want 1", n)
+	}
+	h := histogramOf(t, r)
+	if h.GetSampleCount() != 1 || h.GetSampleSum() < 2 {
+		t.Fatalf("blocked pod repair observed %d times, sum %.2fs; want once, at least the 2 s the pod waited", h.GetSampleCount(), h.GetSampleSum())
+	}
+	// The fresher data goes into the last full read, so a decision on it
+	// after a PV change does not undo the repair.
+	if rd := r.last.RDs["vol-a"]; rd == nil || len(rd.Resources) != 1 || rd.Resources[0].Node != "n2" {
+		t.Fatalf("last view's vol-a = %+v, want the fresher read", rd)
+	}
+
+	// Still blocked (the scheduler has not retried yet): not read again
+	// before the recheck interval.
+	if err := r.Demand(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(vols.asked) != 1 {
+		t.Fatalf("read again at once: %v", vols.asked)
+	}
+}
+
+func TestBlockedPodsWaitForTheFirstFullRead(t *testing.T) {
+	b := newExBed(t)
+	waited := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})[0]
+	r, vols, _ := demandBed(t, b)
+	r.last = nil
+	blockOn(t, r.opts.Blocked, "web-0", time.Now(), waited)
+	if err := r.Demand(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(vols.asked) != 0 {
+		t.Fatalf("LINSTOR read for a blocked pod before any full read: %v", vols.asked)
+	}
+	if next := r.nextDemand(); !next.IsZero() {
+		t.Fatalf("a recheck was scheduled (%v) while no full read was made: the loop would spin", next)
+	}
+}
+
+func TestBlockedPodsWithAnOldFullReadAlsoReadTheNodes(t *testing.T) {
+	b := newExBed(t)
+	waited := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})[0]
+	r, vols, _ := demandBed(t, b)
+	r.last.FetchedAt = time.Now().Add(-2 * r.period)
+	blockOn(t, r.opts.Blocked, "web-0", time.Now(), waited)
+	if err := r.Demand(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(vols.withNodes) != 1 || vols.withNodes[0] {
+		t.Fatalf("nodes older than a period were reused: %v", vols.withNodes)
+	}
+	if got := b.affinityOf(waited.Name); got != "[{linbit.com/hostname=n2}]" {
+		t.Fatalf("PV not repaired: %s", got)
+	}
+}
+
+func TestBlockedPodRepairsRespectTheDriftBrake(t *testing.T) {
+	b := newExBed(t)
+	waited := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})[0]
+	r, vols, _ := demandBed(t, b)
+	r.opts.Brakes = &Brakes{MaxDriftFraction: 0.5, DriftConfirmations: 3}
+	r.opts.Brakes.driftHolding = true // a full read saw too much drift
+	blockOn(t, r.opts.Blocked, "web-0", time.Now(), waited)
+	if err := r.Demand(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(vols.asked) != 1 {
+		t.Fatalf("LINSTOR reads: %v, want 1", vols.asked)
+	}
+	if got := b.affinityOf(waited.Name); got != "[{linbit.com/hostname=n1}]" {
+		t.Fatalf("PV repaired while the drift brake held: %s", got)
+	}
+	if !r.followUp {
+		t.Fatal("held repairs did not ask for an early full read")
+	}
+	if r.opts.Brakes.seen != 0 {
+		t.Fatalf("a partial read counted as a drift confirmation (seen %d)", r.opts.Brakes.seen)
+	}
+}
+
+func TestRedecideUsesTheLastFullReadWhileItIsFresh(t *testing.T) {
+	b := newExBed(t)
+	pv := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})[0]
+	r, _, full := demandBed(t, b)
+	r.opts.SkipUnchanged = true
+	// The last full read saw vol-a on n1, where the PV points: in sync.
+	r.last = &View{Nodes: r.last.Nodes, FetchedAt: time.Now(), RDs: map[string]*RDView{"vol-a": mkRD("vol-a", 1, res("n1"))}}
+	r.NoteInputChange()
+	if err := r.Redecide(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if full.reads != 0 {
+		t.Fatalf("a PV change read LINSTOR in full %d times while the last read was fresh", full.reads)
+	}
+	if got := b.affinityOf(pv.Name); got != "[{linbit.com/hostname=n1}]" {
+		t.Fatalf("decided on something other than the last read: %s", got)
+	}
+	r.last.FetchedAt = time.Now().Add(-2 * r.period)
+	if err := r.Redecide(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if full.reads != 1 {
+		t.Fatalf("full reads = %d with the last read older than a period, want 1", full.reads)
+	}
+	if got := b.affinityOf(pv.Name); got != "[{linbit.com/hostname=n2}]" {
+		t.Fatalf("PV not repaired after the full read: %s", got)
+	}
+}
+
+// histogramOf reads the blocked-pod repair histogram.
+func histogramOf(t *testing.T, r *Reconciler) *dto.Histogram {
+	t.Helper()
+	m := &dto.Metric{}
+	if err := r.metrics.BlockedPodRepair.Write(m); err != nil {
+		t.Fatal(err)
+	}
+	return m.GetHistogram()
+}

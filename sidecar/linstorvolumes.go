@@ -1,0 +1,90 @@
+package sidecar
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	lapi "github.com/LINBIT/golinstor/client"
+)
+
+// VolumeSource reads LINSTOR for a few resource definitions only, for the
+// volumes a blocked pod waits for: a view that holds just those resource
+// definitions, read afresh.
+type VolumeSource interface {
+	// FetchVolumes reads the named resource definitions, their volume
+	// definitions and resources. nodes are the node segments of the last
+	// full read, used while every replica is on a node they know; nil or a
+	// replica on another node makes it read the nodes too.
+	FetchVolumes(ctx context.Context, rds []string, nodes map[string]Segment) (*View, error)
+}
+
+// volumeBatch bounds the names in one filtered request, so its URL stays
+// short (a resource definition name is up to 48 characters).
+const volumeBatch = 50
+
+// FetchVolumes implements VolumeSource: per batch of names, one filtered
+// list of resource definitions with their volume definitions and one
+// filtered resource view; the nodes only when needed.
+func (l *Linstor) FetchVolumes(ctx context.Context, rds []string, nodes map[string]Segment) (*View, error) {
+	start := time.Now()
+	var (
+		allRDs []lapi.ResourceDefinitionWithVolumeDefinition
+		allRes []lapi.ResourceWithVolumes
+	)
+	for i := 0; i < len(rds); i += volumeBatch {
+		names := rds[i:min(i+volumeBatch, len(rds))]
+		got, err := l.Client.ResourceDefinitions.GetAll(ctx, lapi.RDGetAllRequest{ResourceDefinitions: names, WithVolumeDefinitions: true})
+		if err != nil {
+			return nil, fmt.Errorf("linstor: read resource definitions %v: %w", names, err)
+		}
+		allRDs = append(allRDs, keepNamed(got, names)...)
+		res, err := l.Client.Resources.GetResourceView(ctx, &lapi.ListOpts{Resource: names})
+		if err != nil {
+			return nil, fmt.Errorf("linstor: read the resources of %v: %w", names, err)
+		}
+		allRes = append(allRes, res...)
+	}
+	v := BuildView(start, l.Namespace(), nil, allRDs, allRes)
+	v.Nodes = nodes
+	if nodes == nil || !knowsEveryNode(v, nodes) {
+		all, err := l.Client.Nodes.GetAll(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("linstor: list nodes: %w", err)
+		}
+		ns := l.ensureNamespace(all)
+		v.Nodes = make(map[string]Segment, len(all))
+		for _, n := range all {
+			v.Nodes[n.Name] = NodeSegments(n.Props, ns)
+		}
+	}
+	return v, nil
+}
+
+// keepNamed drops resource definitions the filter did not ask for: a
+// LINSTOR that ignores the filter must not put others into the view.
+func keepNamed(rds []lapi.ResourceDefinitionWithVolumeDefinition, names []string) []lapi.ResourceDefinitionWithVolumeDefinition {
+	want := make(map[string]bool, len(names))
+	for _, n := range names {
+		want[n] = true
+	}
+	out := rds[:0]
+	for _, rd := range rds {
+		if want[rd.Name] {
+			out = append(out, rd)
+		}
+	}
+	return out
+}
+
+// knowsEveryNode reports whether every resource of v is on a node in nodes.
+func knowsEveryNode(v *View, nodes map[string]Segment) bool {
+	for _, rd := range v.RDs {
+		for _, r := range rd.Resources {
+			if _, ok := nodes[r.Node]; !ok {
+				return false
+			}
+		}
+	}
+	return true
+}

@@ -1,0 +1,229 @@
+package sidecar
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+)
+
+// blockedPodAt is an unscheduled pod using claims, whose PodScheduled
+// condition says message since the given time.
+func blockedPodAt(name string, since time.Time, message string, claims ...string) *corev1.Pod {
+	pod := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "ns", UID: types.UID("uid-" + name), ResourceVersion: "5",
+			Labels: map[string]string{"app": "db"}, Annotations: map[string]string{"a": "b"}},
+		Spec: corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "db:1", Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1Gi")}}}}},
+		Status: corev1.PodStatus{Phase: corev1.PodPending, Conditions: []corev1.PodCondition{
+			{Type: corev1.PodReadyToStartContainers, Status: corev1.ConditionFalse},
+			{Type: corev1.PodScheduled, Status: corev1.ConditionFalse, Reason: corev1.PodReasonUnschedulable, Message: message,
+				LastTransitionTime: metav1.NewTime(since)},
+		}},
+	}
+	for i, c := range claims {
+		pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "v" + string(rune('a'+i)), VolumeSource: corev1.VolumeSource{
+			PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: c}}})
+	}
+	pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "cfg", VolumeSource: corev1.VolumeSource{
+		ConfigMap: &corev1.ConfigMapVolumeSource{LocalObjectReference: corev1.LocalObjectReference{Name: "cfg"}}}})
+	return pod
+}
+
+const (
+	msgAffinity    = "0/3 nodes are available: 3 node(s) didn't match PersistentVolume's node affinity. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
+	msgAffinityOld = "0/3 nodes are available: 1 node(s) had taint {x: }, 2 node(s) had volume node affinity conflict."
+	msgCPU         = "0/3 nodes are available: 3 Insufficient cpu."
+)
+
+func TestVolumeAffinityConflict(t *testing.T) {
+	since := fxNow.Add(-time.Minute)
+	for _, tc := range []struct {
+		name string
+		pod  *corev1.Pod
+		want bool
+	}{
+		{"PV node affinity conflict", blockedPodAt("p", since, msgAffinity, "c"), true},
+		{"older wording", blockedPodAt("p", since, msgAffinityOld, "c"), true},
+		{"another reason", blockedPodAt("p", since, msgCPU, "c"), false},
+		{"scheduled", func() *corev1.Pod {
+			p := blockedPodAt("p", since, msgAffinity, "c")
+			p.Status.Conditions[1].Status = corev1.ConditionTrue
+			return p
+		}(), false},
+		{"not Unschedulable (e.g. SchedulingGated)", func() *corev1.Pod {
+			p := blockedPodAt("p", since, msgAffinity, "c")
+			p.Status.Conditions[1].Reason = corev1.PodReasonSchedulingGated
+			return p
+		}(), false},
+		{"no condition yet", &corev1.Pod{}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got, ok := VolumeAffinityConflict(tc.pod)
+			if ok != tc.want {
+				t.Fatalf("blocked = %v, want %v", ok, tc.want)
+			}
+			if ok && !got.Equal(since) {
+				t.Fatalf("since = %v, want %v", got, since)
+			}
+		})
+	}
+}
+
+func TestPodClaimsIncludeGenericEphemeralVolumes(t *testing.T) {
+	pod := blockedPodAt("web-0", fxNow, msgAffinity, "data")
+	pod.Spec.Volumes = append(pod.Spec.Volumes, corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{
+		Ephemeral: &corev1.EphemeralVolumeSource{}}})
+	got := PodClaims(pod)
+	want := []types.NamespacedName{{Namespace: "ns", Name: "data"}, {Namespace: "ns", Name: "web-0-scratch"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("claims = %v, want %v", got, want)
+	}
+}
+
+func TestCompactPodKeepsOnlyWhatTheBlockedSetReads(t *testing.T) {
+	since := fxNow.Add(-time.Minute)
+	full := blockedPodAt("web-0", since, msgAffinity, "data")
+	full.Spec.Volumes = append(full.Spec.Volumes, corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{
+		Ephemeral: &corev1.EphemeralVolumeSource{VolumeClaimTemplate: &corev1.PersistentVolumeClaimTemplate{}}}})
+	obj, err := CompactPod(full)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := obj.(*corev1.Pod)
+	if c.Name != "web-0" || c.Namespace != "ns" || c.UID != full.UID || c.ResourceVersion != "5" {
+		t.Fatalf("identity lost: %+v", c.ObjectMeta)
+	}
+	if c.Labels != nil || c.Annotations != nil || len(c.Spec.Containers) != 0 {
+		t.Fatalf("kept more than needed: labels %v, annotations %v, containers %d", c.Labels, c.Annotations, len(c.Spec.Containers))
+	}
+	if len(c.Spec.Volumes) != 2 || c.Spec.Volumes[1].Ephemeral == nil || c.Spec.Volumes[1].Ephemeral.VolumeClaimTemplate != nil {
+		t.Fatalf("volumes = %+v, want the claim and the ephemeral volume, bare", c.Spec.Volumes)
+	}
+	if len(c.Status.Conditions) != 1 || c.Status.Conditions[0].Type != corev1.PodScheduled {
+		t.Fatalf("conditions = %+v, want PodScheduled only", c.Status.Conditions)
+	}
+	if !reflect.DeepEqual(PodClaims(c), PodClaims(full)) {
+		t.Fatalf("claims of the compact pod %v differ from the full pod's %v", PodClaims(c), PodClaims(full))
+	}
+	gotSince, ok := VolumeAffinityConflict(c)
+	if !ok || !gotSince.Equal(since) {
+		t.Fatalf("compact pod: blocked=%v since=%v, want true %v", ok, gotSince, since)
+	}
+}
+
+func TestBlockedFollowsTheWatch(t *testing.T) {
+	store := cache.NewStore(cache.MetaNamespaceKeyFunc)
+	b := NewBlocked()
+	add := func(p *corev1.Pod) bool {
+		t.Helper()
+		if err := store.Add(p); err != nil {
+			t.Fatal(err)
+		}
+		return b.Changed(store, p)
+	}
+	since := fxNow.Add(-time.Minute)
+	if !add(blockedPodAt("a", since, msgAffinity, "c1")) {
+		t.Fatal("a newly blocked pod did not wake the loop")
+	}
+	if add(blockedPodAt("a", since, msgAffinity, "c1")) {
+		t.Fatal("the same blocked pod again woke the loop")
+	}
+	if add(blockedPodAt("b", since, msgCPU, "c2")) {
+		t.Fatal("a pod pending for another reason woke the loop")
+	}
+	if b.Len() != 1 {
+		t.Fatalf("blocked = %d, want 1", b.Len())
+	}
+	// Deleted (scheduled, gone): the watch reports the object, the store no
+	// longer has it.
+	a := blockedPodAt("a", since, msgAffinity, "c1")
+	if err := store.Delete(a); err != nil {
+		t.Fatal(err)
+	}
+	b.Changed(store, a)
+	if b.Len() != 0 {
+		t.Fatalf("blocked = %d after the pod left the watch, want 0", b.Len())
+	}
+	// A relist (nil) makes the set what the store holds.
+	if err := store.Add(blockedPodAt("c", since, msgAffinity, "c3")); err != nil {
+		t.Fatal(err)
+	}
+	if !b.Changed(store, nil) || b.Len() != 1 {
+		t.Fatalf("after a relist: blocked = %d, want 1 and a wake-up", b.Len())
+	}
+	b.Changed(store, cache.DeletedFinalStateUnknown{Key: "ns/c", Obj: blockedPodAt("c", since, msgAffinity, "c3")})
+	if b.Len() != 1 {
+		t.Fatal("a tombstone for a pod the store still holds removed it")
+	}
+	if err := store.Delete(blockedPodAt("c", since, msgAffinity, "c3")); err != nil {
+		t.Fatal(err)
+	}
+	b.Changed(store, cache.DeletedFinalStateUnknown{Key: "ns/c"})
+	if b.Len() != 0 {
+		t.Fatal("a tombstone of a deleted pod did not remove it")
+	}
+}
+
+func TestBlockedPodsAreDueAtOnceThenAfterRecheck(t *testing.T) {
+	store := cache.NewStore(cache.MetaNamespaceKeyFunc)
+	b := NewBlocked()
+	for _, p := range []*corev1.Pod{
+		blockedPodAt("late", fxNow.Add(-time.Second), msgAffinity, "c1"),
+		blockedPodAt("early", fxNow.Add(-time.Minute), msgAffinity, "c2"),
+	} {
+		if err := store.Add(p); err != nil {
+			t.Fatal(err)
+		}
+		b.Changed(store, p)
+	}
+	if next := b.NextDue(fxNow); !next.Equal(fxNow) {
+		t.Fatalf("next due = %v, want now", next)
+	}
+	due := b.Due(fxNow)
+	if len(due) != 2 || due[0].Key != "ns/early" || due[1].Key != "ns/late" {
+		t.Fatalf("due = %+v, want both, longest blocked first", due)
+	}
+	if again := b.Due(fxNow.Add(time.Second)); len(again) != 0 {
+		t.Fatalf("due again after a second: %+v", again)
+	}
+	if next := b.NextDue(fxNow); !next.Equal(fxNow.Add(DefaultRecheck)) {
+		t.Fatalf("next due = %v, want %v", next, fxNow.Add(DefaultRecheck))
+	}
+	if again := b.Due(fxNow.Add(DefaultRecheck)); len(again) != 2 {
+		t.Fatalf("due after the recheck interval: %d pods, want 2", len(again))
+	}
+}
+
+func TestRepairIsCountedOncePerBlockedPodAndPV(t *testing.T) {
+	store := cache.NewStore(cache.MetaNamespaceKeyFunc)
+	b := NewBlocked()
+	since := fxNow.Add(-3 * time.Second)
+	for _, p := range []*corev1.Pod{
+		blockedPodAt("a", since, msgAffinity, "shared", "own"),
+		blockedPodAt("b", since.Add(time.Second), msgAffinity, "shared"),
+	} {
+		if err := store.Add(p); err != nil {
+			t.Fatal(err)
+		}
+		b.Changed(store, p)
+	}
+	shared := types.NamespacedName{Namespace: "ns", Name: "shared"}
+	if got := b.Repaired(shared, "pv-shared"); len(got) != 2 {
+		t.Fatalf("repair of a PV two pods wait for counted %d times, want 2", len(got))
+	}
+	if got := b.Repaired(shared, "pv-shared"); len(got) != 0 {
+		t.Fatalf("the same repair counted again: %v", got)
+	}
+	if got := b.Repaired(types.NamespacedName{Namespace: "ns", Name: "own"}, "pv-own"); len(got) != 1 || !got[0].Equal(since) {
+		t.Fatalf("repair of pod a's other PV: %v, want [%v]", got, since)
+	}
+	if got := b.Repaired(types.NamespacedName{Namespace: "other", Name: "shared"}, "pv-x"); len(got) != 0 {
+		t.Fatalf("a claim of another namespace matched: %v", got)
+	}
+}
