@@ -45,11 +45,7 @@ func blockOn(t *testing.T, b *Blocked, name string, since time.Time, pvs ...*cor
 	for _, pv := range pvs {
 		claims = append(claims, pv.Spec.ClaimRef.Name)
 	}
-	pod := blockedPodAt(name, since, msgAffinity, claims...)
-	if err := store.Add(pod); err != nil {
-		t.Fatal(err)
-	}
-	if !b.Changed(store, pod) {
+	if !feed(t, store, b, blockedPodAt(name, since, msgAffinity, claims...)) {
 		t.Fatal("pod not taken as blocked")
 	}
 }

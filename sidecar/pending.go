@@ -1,13 +1,13 @@
 package sidecar
 
 import (
+	"slices"
 	"sort"
 	"strings"
 	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
@@ -68,40 +68,6 @@ func PodClaims(pod *corev1.Pod) []types.NamespacedName {
 	return out
 }
 
-// CompactPod is the transform of the pending-pod watch: it keeps what
-// VolumeAffinityConflict and PodClaims read (name, namespace, UID, the
-// PodScheduled condition, the claims) and drops the rest, so a cluster with
-// thousands of pending pods costs a few hundred bytes for each.
-func CompactPod(obj any) (any, error) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil
-	}
-	out := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{
-		Name: pod.Name, Namespace: pod.Namespace, UID: pod.UID, ResourceVersion: pod.ResourceVersion,
-	}}
-	for _, v := range pod.Spec.Volumes {
-		switch {
-		case v.PersistentVolumeClaim != nil:
-			out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{Name: v.Name, VolumeSource: corev1.VolumeSource{
-				PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: v.PersistentVolumeClaim.ClaimName},
-			}})
-		case v.Ephemeral != nil:
-			out.Spec.Volumes = append(out.Spec.Volumes, corev1.Volume{Name: v.Name, VolumeSource: corev1.VolumeSource{
-				Ephemeral: &corev1.EphemeralVolumeSource{},
-			}})
-		}
-	}
-	for _, c := range pod.Status.Conditions {
-		if c.Type == corev1.PodScheduled {
-			out.Status.Conditions = []corev1.PodCondition{{
-				Type: c.Type, Status: c.Status, Reason: c.Reason, Message: c.Message, LastTransitionTime: c.LastTransitionTime,
-			}}
-		}
-	}
-	return out, nil
-}
-
 // BlockedPod is a pod the scheduler cannot place because of a PV's node
 // affinity.
 type BlockedPod struct {
@@ -116,6 +82,11 @@ type BlockedPod struct {
 // pending-pod watch (Observe), and says which of them are due for a LINSTOR
 // read: a pod new to the set at once, one still waiting after a read again
 // after Recheck.
+//
+// The pending-pod watch caches nothing of the pods but their keys: its
+// transform (Transform) hands each pod to the set as it arrives, and the set
+// keeps only the blocked ones, reduced to their claims and since when they
+// wait. Thousands of pods pending for other reasons cost a key each.
 type Blocked struct {
 	// Recheck is how long a pod that is still blocked after its volumes
 	// were read waits before they are read again.
@@ -123,13 +94,15 @@ type Blocked struct {
 
 	mu      sync.Mutex
 	pods    map[string]*blockedEntry
-	byClaim map[types.NamespacedName]map[string]bool
+	byClaim map[types.NamespacedName][]string
+	// woke is set when a pod became blocked since Changed last said so.
+	woke bool
 }
 
 type blockedEntry struct {
 	pod      BlockedPod
 	readAt   time.Time
-	observed map[string]bool // PVs whose repair was already counted for this pod
+	observed []string // PVs whose repair was already counted for this pod
 }
 
 // DefaultRecheck is Blocked.Recheck when unset.
@@ -137,54 +110,54 @@ const DefaultRecheck = 10 * time.Second
 
 // NewBlocked makes an empty set.
 func NewBlocked() *Blocked {
-	return &Blocked{Recheck: DefaultRecheck, pods: map[string]*blockedEntry{}, byClaim: map[types.NamespacedName]map[string]bool{}}
+	return &Blocked{Recheck: DefaultRecheck, pods: map[string]*blockedEntry{}, byClaim: map[types.NamespacedName][]string{}}
 }
 
-// Changed takes one change of the pending-pod watch, whose cache is
-// store (the callback of NewWatch: the object, a tombstone, or nil after a
-// relist). The watch does not say whether an object was added, updated or
-// deleted, so the cache is asked what the pod is now. It reports whether a
-// pod became blocked, so the caller can wake the loop.
+// Transform is the pending-pod watch's transform: it records what the pod
+// says (blocked by a PV node affinity conflict or not) and leaves only the
+// pod's key for the watch's cache.
+func (b *Blocked) Transform(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	if b.update(pod) {
+		b.mu.Lock()
+		b.woke = true
+		b.mu.Unlock()
+	}
+	return cache.ExplicitKey(pod.Namespace + "/" + pod.Name), nil
+}
+
+// Changed takes one change of the pending-pod watch, whose cache is store
+// (the callback of NewWatch: the stored key, a deleted pod or tombstone, or
+// nil after a relist). A pod no longer in the cache (scheduled, deleted) is
+// forgotten; after a relist, every pod the list did not have. It reports
+// whether a pod became blocked since it last said so, so the caller can
+// wake the loop.
 func (b *Blocked) Changed(store cache.Store, obj any) bool {
 	if obj == nil {
-		return b.replace(store.List())
-	}
-	key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj)
-	if err != nil {
-		return false
-	}
-	cur, exists, err := store.GetByKey(key)
-	if err != nil || !exists {
-		b.forget(key)
-		return false
-	}
-	pod, ok := cur.(*corev1.Pod)
-	if !ok {
-		return false
-	}
-	return b.update(pod)
-}
-
-// replace makes the set what the pods of a fresh list say.
-func (b *Blocked) replace(objs []any) bool {
-	keep := map[string]bool{}
-	added := false
-	for _, o := range objs {
-		if pod, ok := o.(*corev1.Pod); ok {
-			keep[pod.Namespace+"/"+pod.Name] = true
-			if b.update(pod) {
-				added = true
+		keep := map[string]bool{}
+		for _, k := range store.ListKeys() {
+			keep[k] = true
+		}
+		b.mu.Lock()
+		for k := range b.pods {
+			if !keep[k] {
+				b.dropLocked(k)
 			}
+		}
+		b.mu.Unlock()
+	} else if key, err := cache.DeletionHandlingMetaNamespaceKeyFunc(obj); err == nil {
+		if _, exists, err := store.GetByKey(key); err == nil && !exists {
+			b.forget(key)
 		}
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	for k := range b.pods {
-		if !keep[k] {
-			b.dropLocked(k)
-		}
-	}
-	return added
+	woke := b.woke
+	b.woke = false
+	return woke
 }
 
 // update records pod as blocked or not; it reports whether the pod is newly
@@ -202,13 +175,10 @@ func (b *Blocked) update(pod *corev1.Pod) bool {
 		return false
 	}
 	b.dropLocked(key)
-	e := &blockedEntry{pod: BlockedPod{Key: key, UID: pod.UID, Claims: PodClaims(pod), Since: since}, observed: map[string]bool{}}
+	e := &blockedEntry{pod: BlockedPod{Key: key, UID: pod.UID, Claims: PodClaims(pod), Since: since}}
 	b.pods[key] = e
 	for _, c := range e.pod.Claims {
-		if b.byClaim[c] == nil {
-			b.byClaim[c] = map[string]bool{}
-		}
-		b.byClaim[c][key] = true
+		b.byClaim[c] = append(b.byClaim[c], key)
 	}
 	return true
 }
@@ -226,9 +196,11 @@ func (b *Blocked) dropLocked(key string) {
 	}
 	delete(b.pods, key)
 	for _, c := range e.pod.Claims {
-		delete(b.byClaim[c], key)
-		if len(b.byClaim[c]) == 0 {
+		keys := slices.DeleteFunc(b.byClaim[c], func(k string) bool { return k == key })
+		if len(keys) == 0 {
 			delete(b.byClaim, c)
+		} else {
+			b.byClaim[c] = keys
 		}
 	}
 }
@@ -280,12 +252,12 @@ func (b *Blocked) Repaired(claim types.NamespacedName, pv string) []time.Time {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []time.Time
-	for key := range b.byClaim[claim] {
+	for _, key := range b.byClaim[claim] {
 		e := b.pods[key]
-		if e == nil || e.observed[pv] {
+		if e == nil || slices.Contains(e.observed, pv) {
 			continue
 		}
-		e.observed[pv] = true
+		e.observed = append(e.observed, pv)
 		out = append(out, e.pod.Since)
 	}
 	return out

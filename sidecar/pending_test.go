@@ -86,87 +86,85 @@ func TestPodClaimsIncludeGenericEphemeralVolumes(t *testing.T) {
 	}
 }
 
-func TestCompactPodKeepsOnlyWhatTheBlockedSetReads(t *testing.T) {
-	since := fxNow.Add(-time.Minute)
-	full := blockedPodAt("web-0", since, msgAffinity, "data")
-	full.Spec.Volumes = append(full.Spec.Volumes, corev1.Volume{Name: "scratch", VolumeSource: corev1.VolumeSource{
-		Ephemeral: &corev1.EphemeralVolumeSource{VolumeClaimTemplate: &corev1.PersistentVolumeClaimTemplate{}}}})
-	obj, err := CompactPod(full)
+// feed hands pod to the set as the pending-pod watch does (transform,
+// store, notify) and returns Changed's answer.
+func feed(t *testing.T, store cache.Store, b *Blocked, pod *corev1.Pod) bool {
+	t.Helper()
+	obj, err := b.Transform(pod)
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := obj.(*corev1.Pod)
-	if c.Name != "web-0" || c.Namespace != "ns" || c.UID != full.UID || c.ResourceVersion != "5" {
-		t.Fatalf("identity lost: %+v", c.ObjectMeta)
+	if err := store.Add(obj); err != nil {
+		t.Fatal(err)
 	}
-	if c.Labels != nil || c.Annotations != nil || len(c.Spec.Containers) != 0 {
-		t.Fatalf("kept more than needed: labels %v, annotations %v, containers %d", c.Labels, c.Annotations, len(c.Spec.Containers))
+	return b.Changed(store, obj)
+}
+
+// gone removes pod from the store and notifies as the watch does on a
+// DELETED event (with the full object).
+func gone(t *testing.T, store cache.Store, b *Blocked, pod *corev1.Pod) {
+	t.Helper()
+	if err := store.Delete(pod); err != nil {
+		t.Fatal(err)
 	}
-	if len(c.Spec.Volumes) != 2 || c.Spec.Volumes[1].Ephemeral == nil || c.Spec.Volumes[1].Ephemeral.VolumeClaimTemplate != nil {
-		t.Fatalf("volumes = %+v, want the claim and the ephemeral volume, bare", c.Spec.Volumes)
+	b.Changed(store, pod)
+}
+
+func TestTheWatchCachesOnlyKeys(t *testing.T) {
+	b := NewBlocked()
+	obj, err := b.Transform(blockedPodAt("web-0", fxNow, msgAffinity, "data"))
+	if err != nil {
+		t.Fatal(err)
 	}
-	if len(c.Status.Conditions) != 1 || c.Status.Conditions[0].Type != corev1.PodScheduled {
-		t.Fatalf("conditions = %+v, want PodScheduled only", c.Status.Conditions)
+	if obj != cache.ExplicitKey("ns/web-0") {
+		t.Fatalf("cached %#v, want only the key", obj)
 	}
-	if !reflect.DeepEqual(PodClaims(c), PodClaims(full)) {
-		t.Fatalf("claims of the compact pod %v differ from the full pod's %v", PodClaims(c), PodClaims(full))
-	}
-	gotSince, ok := VolumeAffinityConflict(c)
-	if !ok || !gotSince.Equal(since) {
-		t.Fatalf("compact pod: blocked=%v since=%v, want true %v", ok, gotSince, since)
+	if b.Len() != 1 {
+		t.Fatal("the blocked pod was not recorded on its way into the cache")
 	}
 }
 
 func TestBlockedFollowsTheWatch(t *testing.T) {
 	store := cache.NewStore(cache.MetaNamespaceKeyFunc)
 	b := NewBlocked()
-	add := func(p *corev1.Pod) bool {
-		t.Helper()
-		if err := store.Add(p); err != nil {
-			t.Fatal(err)
-		}
-		return b.Changed(store, p)
-	}
 	since := fxNow.Add(-time.Minute)
-	if !add(blockedPodAt("a", since, msgAffinity, "c1")) {
+	if !feed(t, store, b, blockedPodAt("a", since, msgAffinity, "c1")) {
 		t.Fatal("a newly blocked pod did not wake the loop")
 	}
-	if add(blockedPodAt("a", since, msgAffinity, "c1")) {
+	if feed(t, store, b, blockedPodAt("a", since, msgAffinity, "c1")) {
 		t.Fatal("the same blocked pod again woke the loop")
 	}
-	if add(blockedPodAt("b", since, msgCPU, "c2")) {
+	if feed(t, store, b, blockedPodAt("b", since, msgCPU, "c2")) {
 		t.Fatal("a pod pending for another reason woke the loop")
 	}
 	if b.Len() != 1 {
 		t.Fatalf("blocked = %d, want 1", b.Len())
 	}
-	// Deleted (scheduled, gone): the watch reports the object, the store no
-	// longer has it.
-	a := blockedPodAt("a", since, msgAffinity, "c1")
-	if err := store.Delete(a); err != nil {
-		t.Fatal(err)
+	// Blocked no more (the scheduler tried again and found another reason).
+	feed(t, store, b, blockedPodAt("a", since, msgCPU, "c1"))
+	if b.Len() != 0 {
+		t.Fatalf("blocked = %d after the pod's reason changed, want 0", b.Len())
 	}
-	b.Changed(store, a)
+	feed(t, store, b, blockedPodAt("a", since, msgAffinity, "c1"))
+	// Scheduled or deleted: the watch reports the object, the store no
+	// longer has it.
+	gone(t, store, b, blockedPodAt("a", since, msgAffinity, "c1"))
 	if b.Len() != 0 {
 		t.Fatalf("blocked = %d after the pod left the watch, want 0", b.Len())
 	}
-	// A relist (nil) makes the set what the store holds.
-	if err := store.Add(blockedPodAt("c", since, msgAffinity, "c3")); err != nil {
+	// A relist (nil) drops what the fresh list does not have.
+	feed(t, store, b, blockedPodAt("c", since, msgAffinity, "c3"))
+	feed(t, store, b, blockedPodAt("d", since, msgAffinity, "c4"))
+	if err := store.Delete(cache.ExplicitKey("ns/c")); err != nil {
 		t.Fatal(err)
 	}
-	if !b.Changed(store, nil) || b.Len() != 1 {
-		t.Fatalf("after a relist: blocked = %d, want 1 and a wake-up", b.Len())
+	b.Changed(store, nil)
+	if b.Len() != 1 {
+		t.Fatalf("after a relist without c: blocked = %d, want 1", b.Len())
 	}
-	b.Changed(store, cache.DeletedFinalStateUnknown{Key: "ns/c", Obj: blockedPodAt("c", since, msgAffinity, "c3")})
+	b.Changed(store, cache.DeletedFinalStateUnknown{Key: "ns/d"})
 	if b.Len() != 1 {
 		t.Fatal("a tombstone for a pod the store still holds removed it")
-	}
-	if err := store.Delete(blockedPodAt("c", since, msgAffinity, "c3")); err != nil {
-		t.Fatal(err)
-	}
-	b.Changed(store, cache.DeletedFinalStateUnknown{Key: "ns/c"})
-	if b.Len() != 0 {
-		t.Fatal("a tombstone of a deleted pod did not remove it")
 	}
 }
 
@@ -177,10 +175,7 @@ func TestBlockedPodsAreDueAtOnceThenAfterRecheck(t *testing.T) {
 		blockedPodAt("late", fxNow.Add(-time.Second), msgAffinity, "c1"),
 		blockedPodAt("early", fxNow.Add(-time.Minute), msgAffinity, "c2"),
 	} {
-		if err := store.Add(p); err != nil {
-			t.Fatal(err)
-		}
-		b.Changed(store, p)
+		feed(t, store, b, p)
 	}
 	if next := b.NextDue(fxNow); !next.Equal(fxNow) {
 		t.Fatalf("next due = %v, want now", next)
@@ -208,10 +203,7 @@ func TestRepairIsCountedOncePerBlockedPodAndPV(t *testing.T) {
 		blockedPodAt("a", since, msgAffinity, "shared", "own"),
 		blockedPodAt("b", since.Add(time.Second), msgAffinity, "shared"),
 	} {
-		if err := store.Add(p); err != nil {
-			t.Fatal(err)
-		}
-		b.Changed(store, p)
+		feed(t, store, b, p)
 	}
 	shared := types.NamespacedName{Namespace: "ns", Name: "shared"}
 	if got := b.Repaired(shared, "pv-shared"); len(got) != 2 {

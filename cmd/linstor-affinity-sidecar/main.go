@@ -161,8 +161,8 @@ func main() {
 	}, kube), &storagev1.StorageClass{}, stripManagedFields, wakeOnAny(wake, noteChange))
 
 	// Pods the scheduler cannot place because of a PV's node affinity: the
-	// API server sends only unscheduled Pending pods, each kept as little
-	// more than its claims and its PodScheduled condition.
+	// API server sends only unscheduled Pending pods; the cache keeps their
+	// keys, and the blocked set the claims of the blocked ones.
 	demand := make(chan struct{}, 1)
 	var blocked *sidecar.Blocked
 	var podWatch *sidecar.Watch
@@ -177,7 +177,7 @@ func main() {
 				o.FieldSelector = sidecar.PendingPodSelector
 				return kube.CoreV1().Pods("").Watch(ctx, o)
 			},
-		}, &corev1.Pod{}, sidecar.CompactPod, func(obj any) {
+		}, &corev1.Pod{}, blocked.Transform, func(obj any) {
 			if blocked.Changed(podWatch.Indexer(), obj) {
 				select {
 				case demand <- struct{}{}:

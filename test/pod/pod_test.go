@@ -24,8 +24,10 @@ import (
 
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/linstorsim"
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/testbed"
 )
 
@@ -62,6 +64,10 @@ func TestCSIControllerPod(t *testing.T) {
 	t.Run("DriverContainerRestartDoesNotRestartTheSidecar", func(t *testing.T) {
 		pb.checkDriverRestart(ctx, t, pod.Name)
 		step(t, began, "linstor-csi restarted; the sidecar reconnected and repaired again")
+	})
+	t.Run("MemoryLimitHoldsAt10000PVs", func(t *testing.T) {
+		pb.checkMemoryAtScale(ctx, t, pod.Name, scalePVs)
+		step(t, began, "%d PVs cached and read in full within the memory limit", scalePVs)
 	})
 	t.Run("SidecarRunsWithoutRestartForTwoMinutes", func(t *testing.T) {
 		if wait := time.Until(readyAt.Add(minSteady)); wait > 0 {
@@ -337,8 +343,8 @@ func pemFragments(pem []byte) []string {
 }
 
 // checkRepair provisions a strict volume through the pod's provisioner and
-// driver, moves its replica, starts a pod on the claim (which the scheduler
-// cannot place), and waits until the sidecar in the pod has rewritten the
+// driver, moves its replica, starts a pod on the claim pinned to the new
+// node (which the scheduler cannot place there), and waits until the sidecar in the pod has rewritten the
 // PV's affinity (after the patch's default grace period for new PVs) with
 // its claim still bound, and the pod is scheduled. With the patch's
 // defaults the full LINSTOR read comes every 2 minutes: the blocked pod is
@@ -351,8 +357,11 @@ func (pb *podBed) checkRepair(ctx context.Context, t *testing.T, claim, from, to
 	pv := pvs[claim]
 	must(t, pb.Sim.MoveReplica(pv.Spec.CSI.VolumeHandle, from, to))
 	t.Logf("replica of %s moved %s -> %s", pv.Spec.CSI.VolumeHandle, from, to)
+	// The pod asks for the node that now holds the data (as a pod pinned to
+	// a node would, or any pod once the old node is gone): the stale PV
+	// affinity is what blocks it.
 	pod := "user-of-" + claim
-	if _, err := pb.CreatePod(ctx, pod, claim, nil); err != nil {
+	if _, err := pb.CreatePod(ctx, pod, claim, map[string]string{testbed.HostnameKey: to}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := pb.WaitPVAffinity(wctx, pv.Name, testbed.Hosts(to)...); err != nil {
@@ -537,4 +546,108 @@ func memoryCgroup(pid int) (limit, peak int64, err error) {
 	}
 	peak, err = read("memory.max_usage_in_bytes")
 	return limit, peak, err
+}
+
+// scalePVs is how many PVs the memory check adds: the patch's limit is sized
+// for 10,000 (README, "Memory").
+const scalePVs = 10000
+
+// memoryMargin: the sidecar's peak at scalePVs must stay below this share
+// of the patch's limit.
+const memoryMargin = 0.75
+
+// checkMemoryAtScale adds n in-sync volumes (LINSTOR and PVs) to the bed,
+// waits until the sidecar in the pod has cached them and read LINSTOR in
+// full with them, and checks the peak memory of its container's cgroup
+// against the patch's limit with a margin. It logs the cost per PV.
+func (pb *podBed) checkMemoryAtScale(ctx context.Context, t *testing.T, podName string, n int) {
+	p, err := pb.Kube.CoreV1().Pods(testbed.ControllerNamespace).Get(ctx, podName, metav1.GetOptions{})
+	must(t, err)
+	cs := containerStatus(p, sidecarName)
+	if cs == nil {
+		t.Fatal("no sidecar container status")
+	}
+	pid, err := pb.Node.ContainerPID(ctx, cs.ContainerID)
+	must(t, err)
+	limit := p.Spec.Containers[containerIndex(p, sidecarName)].Resources.Limits.Memory().Value()
+	_, before, err := memoryCgroup(pid)
+	must(t, err)
+	metricsURL := "http://127.0.0.1:9813/metrics"
+	m, err := testbed.ScrapeMetrics(ctx, metricsURL)
+	must(t, err)
+	reads := m.Sum("linstor_affinity_sidecar_linstor_fetch_duration_seconds_count", nil)
+
+	began := time.Now()
+	nodes := []string{"n1", "n2", "n3", "n4"}
+	names := make([]string, n)
+	for i := range names {
+		names[i] = fmt.Sprintf("pvc-scale-%05d", i)
+		on := []string{nodes[i%4], nodes[(i+1)%4]}
+		must(t, pb.Sim.CreateVolume(linstorsim.VolumeSpec{Name: names[i], Diskful: on}))
+	}
+	sem := make(chan struct{}, 16)
+	errs := make(chan error, n)
+	for i, name := range names {
+		sem <- struct{}{}
+		go func(i int, name string) {
+			defer func() { <-sem }()
+			on := []string{nodes[i%4], nodes[(i+1)%4]}
+			errs <- pb.createScalePV(ctx, name, on)
+		}(i, name)
+	}
+	for range names {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Logf("%d volumes and PVs created in %v", n, time.Since(began).Round(time.Second))
+	// The next full read (every 2 minutes by default) decodes LINSTOR's
+	// answers for all of them: the peak comes then.
+	wctx, cancel := context.WithTimeout(ctx, 4*time.Minute)
+	defer cancel()
+	err = testbed.Poll(wctx, "a full read with every PV cached", func(ctx context.Context) (bool, string) {
+		m, err := testbed.ScrapeMetrics(ctx, metricsURL)
+		if err != nil {
+			return false, err.Error()
+		}
+		inSync := m.Sum("linstor_affinity_sidecar_pvs", map[string]string{"status": "in-sync"})
+		done := m.Sum("linstor_affinity_sidecar_linstor_fetch_duration_seconds_count", nil) > reads && inSync >= float64(n)
+		return done, fmt.Sprintf("%v PVs in sync", inSync)
+	})
+	must(t, err)
+	_, peak, err := memoryCgroup(pid)
+	must(t, err)
+	perPV := float64(peak-before) / float64(n)
+	t.Logf("sidecar memory cgroup at %d PVs: peak %.1f MiB (before them %.1f MiB; %.1f KiB per PV), limit %d MiB",
+		n, float64(peak)/(1<<20), float64(before)/(1<<20), perPV/1024, limit>>20)
+	if float64(peak) > memoryMargin*float64(limit) {
+		t.Errorf("peak memory %.1f MiB at %d PVs is more than %.0f%% of the patch's limit (%d MiB)",
+			float64(peak)/(1<<20), n, memoryMargin*100, limit>>20)
+	}
+}
+
+// createScalePV creates a PV for the volume name as the external-provisioner
+// would (strict, in sync with its replicas on nodes), bound to a claim that
+// does not exist (no PV binder work beyond marking it Available).
+func (pb *podBed) createScalePV(ctx context.Context, name string, nodes []string) error {
+	fs := corev1.PersistentVolumeFilesystem
+	pv := &corev1.PersistentVolume{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: map[string]string{"pv.kubernetes.io/provisioned-by": testbed.DriverName}},
+		Spec: corev1.PersistentVolumeSpec{
+			Capacity:                      corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")},
+			AccessModes:                   []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce},
+			PersistentVolumeReclaimPolicy: corev1.PersistentVolumeReclaimRetain,
+			StorageClassName:              "strict",
+			VolumeMode:                    &fs,
+			NodeAffinity:                  testbed.AffinityOf(testbed.Hosts(nodes...)...),
+			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
+				Driver: testbed.DriverName, VolumeHandle: name, FSType: "ext4",
+			}},
+		},
+	}
+	_, err := pb.Kube.CoreV1().PersistentVolumes().Create(ctx, pv, metav1.CreateOptions{})
+	if err != nil {
+		return fmt.Errorf("create PV %s: %w", name, err)
+	}
+	return nil
 }
