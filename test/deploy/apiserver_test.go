@@ -9,6 +9,7 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
@@ -106,6 +107,61 @@ func TestAPIServer(t *testing.T) {
 	t.Run("ChartFindsLinstorInItsNamespace", func(t *testing.T) {
 		testChartLookups(ctx, t, c)
 	})
+
+	t.Run("ChartUninstallRemovesWhatItInstalled", func(t *testing.T) {
+		testChartUninstall(ctx, t, c)
+	})
+}
+
+// testChartUninstall installs the chart as the README says and removes it
+// with the README's helm uninstall: every object the release created is
+// gone afterwards.
+func testChartUninstall(ctx context.Context, t *testing.T, c *cluster.Cluster) {
+	const name = "linstor-affinity-sidecar" // the README's release name
+	helm, env := helmCmd(t)
+	// No LINSTOR Service to find here: the endpoint is given.
+	values := valuesFile(t, map[string]any{"linstor": map[string]any{"endpoint": "http://linstor-controller." + namespace + ".svc:3370"}})
+	if _, err := run(t, "", env, helm, "install", name, chartDir(t), "-n", namespace, "--values", values, "--kubeconfig", c.Kubeconfig()); err != nil {
+		t.Fatal(err)
+	}
+	manifest, err := run(t, "", env, helm, "get", "manifest", name, "-n", namespace, "--kubeconfig", c.Kubeconfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	objs, err := splitManifests(manifest)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(objs) == 0 {
+		t.Fatal("the release installed nothing")
+	}
+	t.Logf("helm install created %d objects", len(objs))
+	mapper := newMapper(c)
+	get := func(o *unstructured.Unstructured) error {
+		if o.GetNamespace() == "" {
+			// helm leaves the release namespace out of namespaced objects.
+			o.SetNamespace(namespace)
+		}
+		ri, err := resourceOf(c, mapper, o)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = ri.Get(ctx, o.GetName(), metav1.GetOptions{})
+		return err
+	}
+	for _, o := range objs {
+		if err := get(o); err != nil {
+			t.Errorf("%s %s after install: %v", o.GetKind(), o.GetName(), err)
+		}
+	}
+	if _, err := run(t, "", env, helm, "uninstall", name, "-n", namespace, "--kubeconfig", c.Kubeconfig()); err != nil {
+		t.Fatal(err)
+	}
+	for _, o := range objs {
+		if err := get(o); !apierrors.IsNotFound(err) {
+			t.Errorf("%s %s after helm uninstall: %v, want not found", o.GetKind(), o.GetName(), err)
+		}
+	}
 }
 
 // testChartLookups renders the chart with helm connected to the control
@@ -345,18 +401,27 @@ func newMapper(c *cluster.Cluster) meta.RESTMapper {
 
 // createUnstructured creates any rendered object by a server-side dry run.
 func createUnstructured(ctx context.Context, c *cluster.Cluster, mapper meta.RESTMapper, o *unstructured.Unstructured) error {
-	gvk := o.GroupVersionKind()
-	m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	ri, err := resourceOf(c, mapper, o)
 	if err != nil {
-		return fmt.Errorf("no resource for %s: %w", gvk, err)
-	}
-	var ri dynamic.ResourceInterface = dynamic.NewForConfigOrDie(c.RESTConfig()).Resource(m.Resource)
-	if m.Scope.Name() == meta.RESTScopeNameNamespace {
-		if o.GetNamespace() == "" {
-			return fmt.Errorf("namespaced %s rendered without a namespace", gvk.Kind)
-		}
-		ri = dynamic.NewForConfigOrDie(c.RESTConfig()).Resource(m.Resource).Namespace(o.GetNamespace())
+		return err
 	}
 	_, err = ri.Create(ctx, o, dryRun)
 	return err
+}
+
+// resourceOf is the API of a rendered object's kind, in its namespace.
+func resourceOf(c *cluster.Cluster, mapper meta.RESTMapper, o *unstructured.Unstructured) (dynamic.ResourceInterface, error) {
+	gvk := o.GroupVersionKind()
+	m, err := mapper.RESTMapping(gvk.GroupKind(), gvk.Version)
+	if err != nil {
+		return nil, fmt.Errorf("no resource for %s: %w", gvk, err)
+	}
+	ri := dynamic.NewForConfigOrDie(c.RESTConfig()).Resource(m.Resource)
+	if m.Scope.Name() != meta.RESTScopeNameNamespace {
+		return ri, nil
+	}
+	if o.GetNamespace() == "" {
+		return nil, fmt.Errorf("namespaced %s rendered without a namespace", gvk.Kind)
+	}
+	return ri.Namespace(o.GetNamespace()), nil
 }

@@ -2,6 +2,7 @@ package deploy
 
 import (
 	"context"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -56,7 +57,7 @@ func (w *warnings) take() string {
 // validation, so the API server warns about unknown fields and prunes them),
 // and the way strict tools do (fieldValidation=Strict), to a LinstorCluster of
 // an operator that deploys its own affinity controller and of one that
-// predates the field.
+// predates the field; then takes the sidecar out again (testGoingBack).
 func testLinstorClusterPatches(ctx context.Context, t *testing.T, c *cluster.Cluster) {
 	cfg := rest.CopyConfig(c.RESTConfig())
 	warned := &warnings{}
@@ -125,6 +126,9 @@ func testLinstorClusterPatches(ctx context.Context, t *testing.T, c *cluster.Clu
 					}
 				})
 			}
+			t.Run("going back", func(t *testing.T) {
+				testGoingBack(ctx, t, dyn, res, op.hasField)
+			})
 		})
 	}
 }
@@ -147,18 +151,18 @@ func addsSidecar(lc *unstructured.Unstructured) bool {
 	return false
 }
 
-// patchJSON reads a file of patches/ as the JSON that kubectl patch sends.
+// patchJSON reads a file of patches/ as the JSON that kubectl patch
+// --patch-file sends: kubectl converts the file's YAML to JSON, whatever the
+// patch type.
 func patchJSON(t *testing.T, file string) []byte {
 	t.Helper()
-	var v map[string]any
-	readYAML(t, repoPath(t, "patches", file), &v)
-	js, err := yaml.Marshal(v)
+	data, err := os.ReadFile(repoPath(t, "patches", file))
 	if err != nil {
 		t.Fatal(err)
 	}
-	js, err = yaml.YAMLToJSON(js)
+	js, err := yaml.YAMLToJSON(data)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", file, err)
 	}
 	return js
 }

@@ -79,6 +79,14 @@ func applyPodTemplate(t testing.TB) *appsv1.Deployment {
 		t.Fatalf("%s: podTemplate should list exactly container %s, got %d containers", path, sidecarName, len(tmpl.Spec.Containers))
 	}
 
+	return mergePodTemplate(t, path, raw)
+}
+
+// mergePodTemplate strategic-merges a LinstorCluster's
+// spec.csiController.podTemplate (from where) into the pod template of the
+// operator's Deployment, as the operator does.
+func mergePodTemplate(t testing.TB, where string, raw json.RawMessage) *appsv1.Deployment {
+	t.Helper()
 	orig, err := json.Marshal(fixture(t))
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +94,7 @@ func applyPodTemplate(t testing.TB) *appsv1.Deployment {
 	patch := []byte(`{"spec":{"template":` + string(raw) + `}}`)
 	merged, err := strategicpatch.StrategicMergePatch(orig, patch, appsv1.Deployment{})
 	if err != nil {
-		t.Fatalf("strategic merge of %s: %v", path, err)
+		t.Fatalf("strategic merge of %s: %v", where, err)
 	}
 	var out appsv1.Deployment
 	if err := json.Unmarshal(merged, &out); err != nil {

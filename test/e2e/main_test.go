@@ -62,11 +62,14 @@ func skipShort(t *testing.T) {
 	}
 }
 
-// startBed starts a test bed with the freshly built sidecar.
+// startBed starts a test bed with the freshly built sidecar, unless opts
+// name another build of it (the fault hook's).
 func startBed(t *testing.T, opts testbed.Options) *testbed.Bed {
 	t.Helper()
 	skipShort(t)
-	opts.SidecarBinary = sidecarBinary
+	if opts.SidecarBinary == "" {
+		opts.SidecarBinary = sidecarBinary
+	}
 	if dir := os.Getenv(logDirEnv); dir != "" {
 		opts.LogDir = filepath.Join(dir, strings.ReplaceAll(t.Name(), "/", "_"))
 		// Logs are appended to: start from nothing, so a rerun's log

@@ -63,17 +63,7 @@ func waitKilled(ctx context.Context, t *testing.T, b *testbed.Bed, stepName stri
 	t.Helper()
 	wctx, cancel := within(ctx)
 	defer cancel()
-	must(t, testbed.Poll(wctx, "sidecar killed by the fault hook after "+stepName, func(context.Context) (bool, string) {
-		return b.Sidecar.Exited(), "still running"
-	}))
-	lines, err := b.SidecarLog("Fault hook: killing the process")
+	pv, err := b.WaitFaultKill(wctx, stepName)
 	must(t, err)
-	if len(lines) == 0 {
-		t.Fatalf("sidecar exited (%v) without the fault hook's line; log ends:\n%s", b.Sidecar.ExitErr(), b.Sidecar.LogTail(3000))
-	}
-	last := lines[len(lines)-1]
-	if got := last.Fields["step"]; got != stepName {
-		t.Fatalf("fault hook fired after %q, armed for %q", got, stepName)
-	}
-	return fmt.Sprintf("pv %s", last.Fields["pv"])
+	return fmt.Sprintf("pv %s", pv)
 }
