@@ -94,6 +94,10 @@ type Options struct {
 	Blocked *Blocked
 	// Volumes reads LINSTOR for the volumes of blocked pods only.
 	Volumes VolumeSource
+	// ShutdownGrace is how long repairs under way may go on once the
+	// sidecar is told to stop (0: DefaultShutdownGrace). Keep it below the
+	// pod's terminationGracePeriodSeconds (30 s by default).
+	ShutdownGrace time.Duration
 	// FollowUp is how soon a full read follows one that left repairs to a
 	// brake (drift confirmations, the rate limit) instead of the period
 	// (0: DefaultFollowUp).
@@ -149,6 +153,10 @@ type Reconciler struct {
 	followUp bool
 }
 
+// DefaultShutdownGrace is Options.ShutdownGrace when unset: within the
+// 30 s a pod gets by default to stop, with time left to release the Lease.
+const DefaultShutdownGrace = 20 * time.Second
+
 // DefaultFollowUp is Options.FollowUp when unset: held repairs are looked
 // at again within seconds, as before the full read became slow.
 const DefaultFollowUp = 5 * time.Second
@@ -184,6 +192,9 @@ func NewReconciler(opts Options, pvs corelisters.PersistentVolumeLister, scs sto
 	}
 	if opts.FollowUp <= 0 {
 		opts.FollowUp = DefaultFollowUp
+	}
+	if opts.ShutdownGrace <= 0 {
+		opts.ShutdownGrace = DefaultShutdownGrace
 	}
 	return &Reconciler{
 		opts: opts, pvs: pvs, scs: scs, linstor: linstor, driver: driver, exec: exec, recorder: recorder, metrics: metrics,
@@ -633,12 +644,19 @@ func (r *Reconciler) noteWarning(a Action) {
 
 // execute carries out actions with at most Workers at a time and returns how
 // many failed.
+//
+// Once ctx ends (the sidecar is told to stop) no further action starts, and
+// those under way get ShutdownGrace to finish: a replace cut short is safe
+// (its saved state lets the next leader finish it), but that waits for the
+// Lease to change hands, and the PV is missing meanwhile.
 func (r *Reconciler) execute(ctx context.Context, actions []Action) int {
 	var (
 		wg     sync.WaitGroup
 		failed atomic.Int32
 		sem    = make(chan struct{}, r.opts.Workers)
 	)
+	actx, cancel := graceContext(ctx, r.opts.ShutdownGrace)
+	defer cancel()
 	for _, a := range actions {
 		if ctx.Err() != nil {
 			break
@@ -647,7 +665,7 @@ func (r *Reconciler) execute(ctx context.Context, actions []Action) int {
 		wg.Add(1)
 		go func(a Action) {
 			defer func() { <-sem; wg.Done() }()
-			err := r.act(ctx, a)
+			err := r.act(actx, a)
 			if a.Kind == KindReplace && r.opts.Brakes != nil {
 				r.opts.Brakes.RepairDone(a.Name, r.now(), err == nil)
 			}
@@ -662,6 +680,27 @@ func (r *Reconciler) execute(ctx context.Context, actions []Action) int {
 		r.metrics.RepairBackoff.WithLabelValues(name).Set(d.Seconds())
 	}
 	return int(failed.Load())
+}
+
+// graceContext is a context for work that should outlive ctx by at most
+// grace: it ends grace after ctx does, or when cancelled.
+func graceContext(ctx context.Context, grace time.Duration) (context.Context, context.CancelFunc) {
+	out, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	go func() {
+		select {
+		case <-out.Done():
+			return
+		case <-ctx.Done():
+		}
+		klog.InfoS("Stopping: letting the repairs under way finish", "grace", grace)
+		select {
+		case <-out.Done():
+		case <-time.After(grace):
+			klog.InfoS("Stopping: repairs still under way are cut short; their saved state lets the next leader finish them")
+			cancel()
+		}
+	}()
+	return out, cancel
 }
 
 // act carries out one action: checks with the driver, executes, records.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -153,5 +154,56 @@ func TestStaleCacheDoesNotRepairTwice(t *testing.T) {
 	}
 	if n := testutil.ToFloat64(r.metrics.PVs.WithLabelValues("skipped", "awaiting-cache")); n != 1 {
 		t.Fatalf("pvs{skipped,awaiting-cache} = %v, want 1", n)
+	}
+}
+
+// A SIGTERM (the loop's context ending) in the middle of a replace lets the
+// replace finish within the grace period: the PV is not left to the next
+// leader.
+func TestStopLetsTheReplaceUnderWayFinish(t *testing.T) {
+	b := newExBed(t)
+	pv := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})[0]
+	ctx, stop := context.WithCancel(context.Background())
+	r, _ := b.reconciler(func(s Step, _ string) error {
+		if s == StepSaveState {
+			stop() // told to stop right after the saved state was written
+		}
+		return nil
+	})
+	r.exec.Method = MethodRecreate
+	if err := r.Cycle(ctx); err != nil {
+		t.Fatalf("cycle: %v", err)
+	}
+	if got := b.affinityOf(pv.Name); got != "[{linbit.com/hostname=n2}]" {
+		t.Fatalf("PV after a stop mid-replace: %s, want the replace finished", got)
+	}
+	if left := b.savedStates(); len(left) != 0 {
+		t.Fatalf("saved state left after the replace finished: %v", left)
+	}
+}
+
+// Past the grace period the replace is cut short, leaving its saved state
+// for the next leader, and no further action starts.
+func TestStopCutsShortAfterTheGracePeriod(t *testing.T) {
+	b := newExBed(t)
+	pv := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})[0]
+	other := b.addVolume("vol-b", 1, []string{"n3"}, []string{"n1"})[0]
+	ctx, stop := context.WithCancel(context.Background())
+	r, _ := b.reconciler(func(s Step, name string) error {
+		if s == StepSaveState && name == pv.Name {
+			stop()
+			time.Sleep(200 * time.Millisecond) // longer than the grace below
+		}
+		return nil
+	})
+	r.opts.Workers = 1
+	r.opts.ShutdownGrace = 20 * time.Millisecond
+	r.exec.Method = MethodRecreate
+	_ = r.Cycle(ctx)
+	if left := b.savedStates(); left[pv.Name] == nil {
+		t.Fatalf("saved state of the cut-short replace: %v, want it kept for the next leader", left)
+	}
+	if got := b.affinityOf(other.Name); got != "[{linbit.com/hostname=n1}]" {
+		t.Fatalf("a repair started after the stop: %s", got)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -51,7 +52,43 @@ func runLeaderElection(ctx context.Context, kube kubernetes.Interface, c config,
 		}
 		_, _ = w.Write([]byte("ok"))
 	})
-	leaderelection.RunOrDie(ctx, leaderelection.LeaderElectionConfig{
+	// The election runs on a context of its own that ends only once run has
+	// returned: repairs under way when the sidecar is told to stop get their
+	// grace period (sidecar.Options.ShutdownGrace) while this process still
+	// holds the Lease, so no successor acts on the same PVs meanwhile.
+	electionCtx, stopElection := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopElection()
+	var (
+		mu       sync.Mutex
+		started  bool
+		finished = make(chan struct{})
+	)
+	go func() {
+		<-ctx.Done()
+		mu.Lock()
+		leading := started
+		mu.Unlock()
+		if leading {
+			<-finished
+		}
+		stopElection()
+	}()
+	lead := func(leaseCtx context.Context) {
+		mu.Lock()
+		if ctx.Err() != nil {
+			mu.Unlock()
+			return
+		}
+		started = true
+		mu.Unlock()
+		defer close(finished)
+		// Run stops on SIGTERM (ctx) or when the Lease is lost (leaseCtx).
+		runCtx, cancel := context.WithCancel(leaseCtx)
+		defer cancel()
+		defer context.AfterFunc(ctx, cancel)()
+		run(runCtx)
+	}
+	leaderelection.RunOrDie(electionCtx, leaderelection.LeaderElectionConfig{
 		Lock:            lock,
 		LeaseDuration:   c.leaseDuration,
 		RenewDeadline:   c.renewDeadline,
@@ -60,7 +97,7 @@ func runLeaderElection(ctx context.Context, kube kubernetes.Interface, c config,
 		Name:            lockName,
 		WatchDog:        watchdog,
 		Callbacks: leaderelection.LeaderCallbacks{
-			OnStartedLeading: run,
+			OnStartedLeading: lead,
 			OnStoppedLeading: func() {
 				if ctx.Err() != nil {
 					klog.InfoS("Stopped leading: shutting down, lease released", "lease", namespace+"/"+sanitizeName(lockName))
