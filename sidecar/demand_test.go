@@ -211,3 +211,27 @@ func histogramOf(t *testing.T, r *Reconciler) *dto.Histogram {
 	}
 	return m.GetHistogram()
 }
+
+func TestRedecideDoesNotReadAgainBeforeAFailedReadsRetry(t *testing.T) {
+	b := newExBed(t)
+	b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})
+	r, _, full := demandBed(t, b)
+	r.last = nil // the first full read failed
+	r.retryAt = time.Now().Add(time.Minute)
+	for i := 0; i < 3; i++ {
+		r.NoteInputChange()
+		if err := r.Redecide(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if full.reads != 0 {
+		t.Fatalf("%d full reads on PV changes while the failed read's retry was pending; want none", full.reads)
+	}
+	r.retryAt = time.Now().Add(-time.Second)
+	if err := r.Redecide(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if full.reads != 1 {
+		t.Fatalf("full reads = %d once the retry was due, want 1", full.reads)
+	}
+}

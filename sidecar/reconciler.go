@@ -151,6 +151,9 @@ type Reconciler struct {
 	period time.Duration
 	// followUp is set by a full cycle whose repairs a brake held back.
 	followUp bool
+	// retryAt is when Run reads LINSTOR in full next: Redecide does not
+	// read before then, however many PVs change.
+	retryAt time.Time
 }
 
 // DefaultShutdownGrace is Options.ShutdownGrace when unset: within the
@@ -239,18 +242,31 @@ func (r *Reconciler) Run(ctx context.Context, period time.Duration, wake, demand
 	next := time.NewTimer(0)
 	defer next.Stop()
 	var recheck <-chan time.Time
+	failures := 0
 	for {
 		select {
 		case <-ctx.Done():
 			return
 		case <-next.C:
-			if err := r.Cycle(ctx); err != nil && ctx.Err() == nil {
-				klog.ErrorS(err, "Reconcile cycle failed; retrying next cycle")
-			}
+			err := r.Cycle(ctx)
 			wait := period
-			if r.followUp && r.opts.FollowUp < period {
-				wait = r.opts.FollowUp
+			switch {
+			case err != nil:
+				// LINSTOR or the API server failed us: try again soon,
+				// but back off while it goes on (5 s doubling up to
+				// the period), not to add load to a struggling LINSTOR.
+				failures++
+				wait = min(period, r.opts.FollowUp<<min(failures-1, 16))
+				if ctx.Err() == nil {
+					klog.ErrorS(err, "Reconcile cycle failed", "retryIn", wait)
+				}
+			case r.followUp:
+				failures = 0
+				wait = min(period, r.opts.FollowUp)
+			default:
+				failures = 0
 			}
+			r.retryAt = r.now().Add(wait)
 			next.Reset(wait)
 		case <-wake:
 			if err := r.Redecide(ctx); err != nil && ctx.Err() == nil {
@@ -332,6 +348,9 @@ func (r *Reconciler) Cycle(ctx context.Context) error {
 func (r *Reconciler) Redecide(ctx context.Context) error {
 	start := r.now()
 	if r.last == nil || start.Sub(r.last.FetchedAt) >= r.period {
+		if start.Before(r.retryAt) {
+			return nil // the last full read failed: Run tries again at retryAt
+		}
 		return r.Cycle(ctx)
 	}
 	if !r.driverReady(ctx) {
