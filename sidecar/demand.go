@@ -125,15 +125,28 @@ func (r *Reconciler) pvsOf(pods []BlockedPod) ([]*corev1.PersistentVolume, []str
 	return pvs, rds, nil
 }
 
-// noteRepaired observes, for every blocked pod waiting on the repaired PV,
-// the time from the pod becoming unschedulable to the repair.
-func (r *Reconciler) noteRepaired(pv *corev1.PersistentVolume) {
+// waitingOn returns the blocked pods waiting on the PV of a, as its repair
+// starts (see Blocked.Waiting).
+func (r *Reconciler) waitingOn(a Action) []BlockedPod {
+	pv := a.PV
+	if pv == nil && a.Saved != nil {
+		pv = a.Saved.PV
+	}
 	if r.opts.Blocked == nil || pv == nil || pv.Spec.ClaimRef == nil {
+		return nil
+	}
+	return r.opts.Blocked.Waiting(types.NamespacedName{Namespace: pv.Spec.ClaimRef.Namespace, Name: pv.Spec.ClaimRef.Name})
+}
+
+// noteRepaired observes, for every blocked pod that waited on the repaired
+// PV when its repair started, the time from the pod becoming unschedulable
+// to the repair.
+func (r *Reconciler) noteRepaired(pv *corev1.PersistentVolume, waiting []BlockedPod) {
+	if r.opts.Blocked == nil || pv == nil || len(waiting) == 0 {
 		return
 	}
-	claim := types.NamespacedName{Namespace: pv.Spec.ClaimRef.Namespace, Name: pv.Spec.ClaimRef.Name}
 	now := r.now()
-	for _, since := range r.opts.Blocked.Repaired(claim, pv.Name) {
+	for _, since := range r.opts.Blocked.Repaired(pv.Name, waiting) {
 		r.metrics.BlockedPodRepair.Observe(now.Sub(since).Seconds())
 	}
 }

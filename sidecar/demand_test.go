@@ -119,6 +119,48 @@ func TestBlockedPodsVolumesAreReadAndRepairedAlone(t *testing.T) {
 	}
 }
 
+// A recreate deletes the PV before it creates the replacement. A pod whose
+// scheduling backoff has run out (it waited longer than 10 s: a slow
+// LINSTOR, a big batch) is tried again at the delete, and the scheduler then
+// says its claim is bound to a missing PV instead of naming the affinity:
+// the pod leaves the blocked set before its repair ends. The repair is still
+// the one it waited for, and is timed. (The fault suite's slow-LINSTOR case
+// found it: none of 10 repairs was timed.)
+func TestBlockedPodRepairIsTimedWhenTheSchedulerRetriesMidRecreate(t *testing.T) {
+	b := newExBed(t)
+	waited := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})[0]
+	r, _, _ := demandBed(t, b)
+	since := time.Now().Add(-30 * time.Second)
+	store := cache.NewStore(cache.MetaNamespaceKeyFunc)
+	schedulerSays := func(msg string) {
+		pod := blockedPodAt("web-0", since, msg, waited.Spec.ClaimRef.Name)
+		if err := store.Update(pod); err != nil {
+			t.Fatal(err)
+		}
+		r.opts.Blocked.Changed(store, pod)
+	}
+	schedulerSays(msgAffinity)
+	r.exec.AfterStep = func(s Step, _ string) error {
+		if s == StepDelete {
+			schedulerSays(msgPVMissing)
+		}
+		return nil
+	}
+	if err := r.Demand(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.affinityOf(waited.Name); got != "[{linbit.com/hostname=n2}]" {
+		t.Fatalf("PV not repaired: %s", got)
+	}
+	if r.opts.Blocked.Len() != 0 {
+		t.Fatalf("%d pods blocked, want none: the scheduler no longer names the affinity", r.opts.Blocked.Len())
+	}
+	h := histogramOf(t, r)
+	if h.GetSampleCount() != 1 || h.GetSampleSum() < 30 {
+		t.Fatalf("blocked pod repair observed %d times, sum %.2fs; want once, at least the 30 s the pod waited", h.GetSampleCount(), h.GetSampleSum())
+	}
+}
+
 func TestBlockedPodsWaitForTheFirstFullRead(t *testing.T) {
 	b := newExBed(t)
 	waited := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})[0]

@@ -709,6 +709,7 @@ func (r *Reconciler) attempt(ctx context.Context, a Action) error {
 			klog.V(2).InfoS("Driver reports an abnormal volume; repairing its affinity anyway", "pv", a.Name, "condition", detail)
 		}
 	}
+	waiting := r.waitingOn(a)
 	started := r.now()
 	out, err := r.exec.Execute(ctx, a)
 	if err != nil && out.Wrote && out.PV == nil {
@@ -722,7 +723,7 @@ func (r *Reconciler) attempt(ctx context.Context, a Action) error {
 	}
 	r.metrics.Repairs.WithLabelValues(string(a.Kind), method, "success").Inc()
 	pv := out.PV
-	r.noteRepaired(pv)
+	r.noteRepaired(pv, waiting)
 	if a.Kind != KindReplace && (pv == nil || out.Method == "") {
 		klog.InfoS("Settled saved state", "pv", a.Name, "location", a.Saved.Location())
 		return nil
