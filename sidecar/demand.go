@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -19,8 +20,8 @@ import (
 // same checks and brakes, and carries them out. It waits for the first full
 // read, whose nodes it uses while they are at most one period old.
 func (r *Reconciler) Demand(ctx context.Context) error {
-	blocked, volumes := r.opts.Blocked, r.opts.Volumes
-	if blocked == nil || volumes == nil || r.last == nil {
+	blocked := r.opts.Blocked
+	if blocked == nil || r.opts.Volumes == nil || r.last == nil {
 		return nil
 	}
 	start := r.now()
@@ -39,12 +40,38 @@ func (r *Reconciler) Demand(ctx context.Context) error {
 	if start.Sub(r.last.FetchedAt) < r.period {
 		nodes = r.last.Nodes
 	}
-	fctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
-	view, err := volumes.FetchVolumes(fctx, rds, nodes)
-	cancel()
-	r.metrics.DemandReads.Inc()
+	view, err := r.readVolumes(ctx, rds, nodes)
 	if err != nil {
 		return err
+	}
+	// Pods blocked while LINSTOR answered (recreated together with the
+	// first, a moment later) join this batch: their volumes are read now,
+	// not after this batch's repairs, each of which waits for several
+	// LINSTOR answers. Once only, so a steady trickle of blocked pods cannot
+	// hold the repairs back. (A read slower than Blocked.Recheck makes its
+	// own pods due again too: they are in the batch already.)
+	if more := newPods(blocked.Due(r.now()), due); len(more) > 0 {
+		due = append(due, more...)
+		read := make(map[string]bool, len(rds))
+		for _, rd := range rds {
+			read[rd] = true
+		}
+		if pvs, rds, err = r.pvsOf(due); err != nil {
+			return err
+		}
+		var unread []string
+		for _, rd := range rds {
+			if !read[rd] {
+				unread = append(unread, rd)
+			}
+		}
+		if len(unread) > 0 {
+			part, err := r.readVolumes(ctx, unread, view.Nodes)
+			if err != nil {
+				return err
+			}
+			view = view.withFresher(part)
+		}
 	}
 	r.last = r.last.withFresher(view)
 	decisions, _ := DecideAll(pvs, func(pv *corev1.PersistentVolume) *storagev1.StorageClass {
@@ -77,6 +104,24 @@ func (r *Reconciler) Demand(ctx context.Context) error {
 		return fmt.Errorf("%d of %d repairs for blocked pods failed", failed, len(actions))
 	}
 	return nil
+}
+
+// newPods is more without the pods in have.
+func newPods(more, have []BlockedPod) []BlockedPod {
+	seen := make(map[string]bool, len(have))
+	for _, p := range have {
+		seen[p.Key] = true
+	}
+	return slices.DeleteFunc(more, func(p BlockedPod) bool { return seen[p.Key] })
+}
+
+// readVolumes reads LINSTOR for the named resource definitions only,
+// within one --timeout.
+func (r *Reconciler) readVolumes(ctx context.Context, rds []string, nodes map[string]Segment) (*View, error) {
+	fctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
+	defer cancel()
+	r.metrics.DemandReads.Inc()
+	return r.opts.Volumes.FetchVolumes(fctx, rds, nodes)
 }
 
 // nextDemand is when a blocked pod still waiting is due for another read
