@@ -3,6 +3,7 @@ package sidecar
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -19,8 +20,8 @@ import (
 // same checks and brakes, and carries them out. It waits for the first full
 // read, whose nodes it uses while they are at most one period old.
 func (r *Reconciler) Demand(ctx context.Context) error {
-	blocked, volumes := r.opts.Blocked, r.opts.Volumes
-	if blocked == nil || volumes == nil || r.last == nil {
+	blocked := r.opts.Blocked
+	if blocked == nil || r.opts.Volumes == nil || r.last == nil {
 		return nil
 	}
 	start := r.now()
@@ -39,12 +40,38 @@ func (r *Reconciler) Demand(ctx context.Context) error {
 	if start.Sub(r.last.FetchedAt) < r.period {
 		nodes = r.last.Nodes
 	}
-	fctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
-	view, err := volumes.FetchVolumes(fctx, rds, nodes)
-	cancel()
-	r.metrics.DemandReads.Inc()
+	view, err := r.readVolumes(ctx, rds, nodes)
 	if err != nil {
 		return err
+	}
+	// Pods blocked while LINSTOR answered (recreated together with the
+	// first, a moment later) join this batch: their volumes are read now,
+	// not after this batch's repairs, each of which waits for several
+	// LINSTOR answers. Once only, so a steady trickle of blocked pods cannot
+	// hold the repairs back. (A read slower than Blocked.Recheck makes its
+	// own pods due again too: they are in the batch already.)
+	if more := newPods(blocked.Due(r.now()), due); len(more) > 0 {
+		due = append(due, more...)
+		read := make(map[string]bool, len(rds))
+		for _, rd := range rds {
+			read[rd] = true
+		}
+		if pvs, rds, err = r.pvsOf(due); err != nil {
+			return err
+		}
+		var unread []string
+		for _, rd := range rds {
+			if !read[rd] {
+				unread = append(unread, rd)
+			}
+		}
+		if len(unread) > 0 {
+			part, err := r.readVolumes(ctx, unread, view.Nodes)
+			if err != nil {
+				return err
+			}
+			view = view.withFresher(part)
+		}
 	}
 	r.last = r.last.withFresher(view)
 	decisions, _ := DecideAll(pvs, func(pv *corev1.PersistentVolume) *storagev1.StorageClass {
@@ -77,6 +104,26 @@ func (r *Reconciler) Demand(ctx context.Context) error {
 		return fmt.Errorf("%d of %d repairs for blocked pods failed", failed, len(actions))
 	}
 	return nil
+}
+
+// newPods is more without the pods in have.
+func newPods(more, have []BlockedPod) []BlockedPod {
+	seen := make(map[string]bool, len(have))
+	for _, p := range have {
+		seen[p.Key] = true
+	}
+	return slices.DeleteFunc(more, func(p BlockedPod) bool { return seen[p.Key] })
+}
+
+// readVolumes reads LINSTOR for the named resource definitions only,
+// within one --timeout per batch of requests (volumeBatch names): many
+// blocked volumes on a slow LINSTOR must not time out together.
+func (r *Reconciler) readVolumes(ctx context.Context, rds []string, nodes map[string]Segment) (*View, error) {
+	batches := (len(rds) + volumeBatch - 1) / volumeBatch
+	fctx, cancel := context.WithTimeout(ctx, r.opts.Timeout*time.Duration(max(batches, 1)))
+	defer cancel()
+	r.metrics.DemandReads.Inc()
+	return r.opts.Volumes.FetchVolumes(fctx, rds, nodes)
 }
 
 // nextDemand is when a blocked pod still waiting is due for another read
@@ -125,15 +172,28 @@ func (r *Reconciler) pvsOf(pods []BlockedPod) ([]*corev1.PersistentVolume, []str
 	return pvs, rds, nil
 }
 
-// noteRepaired observes, for every blocked pod waiting on the repaired PV,
-// the time from the pod becoming unschedulable to the repair.
-func (r *Reconciler) noteRepaired(pv *corev1.PersistentVolume) {
+// waitingOn returns the blocked pods waiting on the PV of a, as its repair
+// starts (see Blocked.Waiting).
+func (r *Reconciler) waitingOn(a Action) []BlockedPod {
+	pv := a.PV
+	if pv == nil && a.Saved != nil {
+		pv = a.Saved.PV
+	}
 	if r.opts.Blocked == nil || pv == nil || pv.Spec.ClaimRef == nil {
+		return nil
+	}
+	return r.opts.Blocked.Waiting(types.NamespacedName{Namespace: pv.Spec.ClaimRef.Namespace, Name: pv.Spec.ClaimRef.Name})
+}
+
+// noteRepaired observes, for every blocked pod that waited on the repaired
+// PV when its repair started, the time from the pod becoming unschedulable
+// to the repair.
+func (r *Reconciler) noteRepaired(pv *corev1.PersistentVolume, waiting []BlockedPod) {
+	if r.opts.Blocked == nil || pv == nil || len(waiting) == 0 {
 		return
 	}
-	claim := types.NamespacedName{Namespace: pv.Spec.ClaimRef.Namespace, Name: pv.Spec.ClaimRef.Name}
 	now := r.now()
-	for _, since := range r.opts.Blocked.Repaired(claim, pv.Name) {
+	for _, since := range r.opts.Blocked.Repaired(pv.Name, waiting) {
 		r.metrics.BlockedPodRepair.Observe(now.Sub(since).Seconds())
 	}
 }

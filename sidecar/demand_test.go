@@ -17,11 +17,16 @@ type countingVolumes struct {
 	inner     VolumeSource
 	asked     [][]string
 	withNodes []bool
+	// during, when set, runs while LINSTOR answers the n-th read (from 1).
+	during func(n int)
 }
 
 func (c *countingVolumes) FetchVolumes(ctx context.Context, rds []string, nodes map[string]Segment) (*View, error) {
 	c.asked = append(c.asked, slices.Clone(rds))
 	c.withNodes = append(c.withNodes, nodes != nil)
+	if c.during != nil {
+		c.during(len(c.asked))
+	}
 	return c.inner.FetchVolumes(ctx, rds, nodes)
 }
 
@@ -115,6 +120,88 @@ func TestBlockedPodsVolumesAreReadAndRepairedAlone(t *testing.T) {
 	}
 }
 
+// A recreate deletes the PV before it creates the replacement. A pod whose
+// scheduling backoff has run out (it waited longer than 10 s: a slow
+// LINSTOR, a big batch) is tried again at the delete, and the scheduler then
+// says its claim is bound to a missing PV instead of naming the affinity:
+// the pod leaves the blocked set before its repair ends. The repair is still
+// the one it waited for, and is timed. (The fault suite's slow-LINSTOR case
+// found it: none of 10 repairs was timed.)
+func TestBlockedPodRepairIsTimedWhenTheSchedulerRetriesMidRecreate(t *testing.T) {
+	b := newExBed(t)
+	waited := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})[0]
+	r, _, _ := demandBed(t, b)
+	since := time.Now().Add(-30 * time.Second)
+	store := cache.NewStore(cache.MetaNamespaceKeyFunc)
+	schedulerSays := func(msg string) {
+		feed(t, store, r.opts.Blocked, blockedPodAt("web-0", since, msg, waited.Spec.ClaimRef.Name))
+	}
+	schedulerSays(msgAffinity)
+	r.exec.AfterStep = func(s Step, _ string) error {
+		if s == StepDelete {
+			schedulerSays(msgPVMissing)
+		}
+		return nil
+	}
+	if err := r.Demand(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.affinityOf(waited.Name); got != "[{linbit.com/hostname=n2}]" {
+		t.Fatalf("PV not repaired: %s", got)
+	}
+	if r.opts.Blocked.Len() != 0 {
+		t.Fatalf("%d pods blocked, want none: the scheduler no longer names the affinity", r.opts.Blocked.Len())
+	}
+	h := histogramOf(t, r)
+	if h.GetSampleCount() != 1 || h.GetSampleSum() < 30 {
+		t.Fatalf("blocked pod repair observed %d times, sum %.2fs; want once, at least the 30 s the pod waited", h.GetSampleCount(), h.GetSampleSum())
+	}
+}
+
+// Pods recreated together are blocked a moment apart: the first wakes the
+// loop, the others are blocked while LINSTOR answers for it. They join its
+// batch (one more read) rather than wait for its repairs, each of which
+// waits for several LINSTOR answers. (The fault suite's slow-LINSTOR case
+// found it: with every answer 5 s late, 9 of 10 pods waited 50 s for the
+// repair of the first.) Once only: a pod blocked during that second read
+// waits for the next batch.
+func TestPodsBlockedWhileLinstorAnswersJoinTheBatch(t *testing.T) {
+	b := newExBed(t)
+	pvA := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})[0]
+	pvB := b.addVolume("vol-b", 1, []string{"n3"}, []string{"n1"})[0]
+	pvC := b.addVolume("vol-c", 1, []string{"n4"}, []string{"n1"})[0]
+	r, vols, _ := demandBed(t, b)
+	blockOn(t, r.opts.Blocked, "web-0", time.Now(), pvA)
+	vols.during = func(n int) {
+		switch n {
+		case 1:
+			blockOn(t, r.opts.Blocked, "web-1", time.Now(), pvB)
+		case 2:
+			blockOn(t, r.opts.Blocked, "web-2", time.Now(), pvC)
+		}
+	}
+	if err := r.Demand(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if want := [][]string{{"vol-a"}, {"vol-b"}}; !slices.EqualFunc(vols.asked, want, slices.Equal) {
+		t.Fatalf("LINSTOR asked for %v, want %v", vols.asked, want)
+	}
+	for pv, want := range map[string]string{pvA.Name: "n2", pvB.Name: "n3", pvC.Name: "n1"} {
+		if got := b.affinityOf(pv); got != "[{linbit.com/hostname="+want+"}]" {
+			t.Errorf("PV %s: %s, want it on %s", pv, got, want)
+		}
+	}
+	if rd := r.last.RDs["vol-b"]; rd == nil || len(rd.Resources) != 1 || rd.Resources[0].Node != "n3" {
+		t.Fatalf("last view's vol-b = %+v, want the second read", rd)
+	}
+	if err := r.Demand(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.affinityOf(pvC.Name); got != "[{linbit.com/hostname=n4}]" {
+		t.Fatalf("the pod blocked during the second read was not served by the next batch: %s", got)
+	}
+}
+
 func TestBlockedPodsWaitForTheFirstFullRead(t *testing.T) {
 	b := newExBed(t)
 	waited := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})[0]
@@ -165,7 +252,7 @@ func TestBlockedPodRepairsRespectTheDriftBrake(t *testing.T) {
 	if got := b.affinityOf(waited.Name); got != "[{linbit.com/hostname=n1}]" {
 		t.Fatalf("PV repaired while the drift brake held: %s", got)
 	}
-	if !r.followUp {
+	if !r.followUp.Load() {
 		t.Fatal("held repairs did not ask for an early full read")
 	}
 	if r.opts.Brakes.seen != 0 {

@@ -246,19 +246,35 @@ func (b *Blocked) NextDue(now time.Time) time.Time {
 	return next
 }
 
-// Repaired returns, once per blocked pod, when each pod waiting on claim
-// became unschedulable: the PV bound to claim (named pv) was just repaired.
-func (b *Blocked) Repaired(claim types.NamespacedName, pv string) []time.Time {
+// Waiting returns the blocked pods waiting on claim, taken as the repair of
+// its PV starts. Repaired counts them when the repair ends even if they left
+// the set meanwhile: a recreate deletes the PV before it creates the
+// replacement, and a pod the scheduler tries again in between is told its
+// claim is bound to a missing PV, which is no affinity conflict.
+func (b *Blocked) Waiting(claim types.NamespacedName) []BlockedPod {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	var out []BlockedPod
+	for _, key := range b.byClaim[claim] {
+		out = append(out, b.pods[key].pod)
+	}
+	return out
+}
+
+// Repaired returns, once per pod and PV, when each of pods (Waiting's
+// answer as the repair of the PV named pv started) became unschedulable.
+func (b *Blocked) Repaired(pv string, pods []BlockedPod) []time.Time {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	var out []time.Time
-	for _, key := range b.byClaim[claim] {
-		e := b.pods[key]
-		if e == nil || slices.Contains(e.observed, pv) {
-			continue
+	for _, p := range pods {
+		if e := b.pods[p.Key]; e != nil && e.pod.UID == p.UID {
+			if slices.Contains(e.observed, pv) {
+				continue
+			}
+			e.observed = append(e.observed, pv)
 		}
-		e.observed = append(e.observed, pv)
-		out = append(out, e.pod.Since)
+		out = append(out, p.Since)
 	}
 	return out
 }

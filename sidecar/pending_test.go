@@ -39,6 +39,9 @@ const (
 	msgAffinity    = "0/3 nodes are available: 3 node(s) didn't match PersistentVolume's node affinity. preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
 	msgAffinityOld = "0/3 nodes are available: 1 node(s) had taint {x: }, 2 node(s) had volume node affinity conflict."
 	msgCPU         = "0/3 nodes are available: 3 Insufficient cpu."
+	// msgPVMissing is what the scheduler says between a recreate's delete
+	// of the PV and the create of its replacement.
+	msgPVMissing = "0/3 nodes are available: 3 node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s). preemption: 0/3 nodes are available: 3 Preemption is not helpful for scheduling."
 )
 
 func TestVolumeAffinityConflict(t *testing.T) {
@@ -206,16 +209,26 @@ func TestRepairIsCountedOncePerBlockedPodAndPV(t *testing.T) {
 		feed(t, store, b, p)
 	}
 	shared := types.NamespacedName{Namespace: "ns", Name: "shared"}
-	if got := b.Repaired(shared, "pv-shared"); len(got) != 2 {
+	if got := b.Repaired("pv-shared", b.Waiting(shared)); len(got) != 2 {
 		t.Fatalf("repair of a PV two pods wait for counted %d times, want 2", len(got))
 	}
-	if got := b.Repaired(shared, "pv-shared"); len(got) != 0 {
+	if got := b.Repaired("pv-shared", b.Waiting(shared)); len(got) != 0 {
 		t.Fatalf("the same repair counted again: %v", got)
 	}
-	if got := b.Repaired(types.NamespacedName{Namespace: "ns", Name: "own"}, "pv-own"); len(got) != 1 || !got[0].Equal(since) {
+	if got := b.Repaired("pv-own", b.Waiting(types.NamespacedName{Namespace: "ns", Name: "own"})); len(got) != 1 || !got[0].Equal(since) {
 		t.Fatalf("repair of pod a's other PV: %v, want [%v]", got, since)
 	}
-	if got := b.Repaired(types.NamespacedName{Namespace: "other", Name: "shared"}, "pv-x"); len(got) != 0 {
+	if got := b.Waiting(types.NamespacedName{Namespace: "other", Name: "shared"}); len(got) != 0 {
 		t.Fatalf("a claim of another namespace matched: %v", got)
+	}
+	// Pod b leaves the set while another PV of its claim is repaired: that
+	// repair is still counted for it.
+	waiting := b.Waiting(shared)
+	feed(t, store, b, blockedPodAt("b", since, msgPVMissing, "shared"))
+	if b.Len() != 1 {
+		t.Fatalf("blocked = %d after pod b's reason changed, want 1", b.Len())
+	}
+	if got := b.Repaired("pv-shared-2", waiting); len(got) != 2 {
+		t.Fatalf("repair of a PV whose pod left the set meanwhile counted %d times, want 2", len(got))
 	}
 }

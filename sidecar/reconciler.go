@@ -149,8 +149,10 @@ type Reconciler struct {
 	last   *View
 	total  int
 	period time.Duration
-	// followUp is set by a full cycle whose repairs a brake held back.
-	followUp bool
+	// followUp asks for an early full read: set when a brake held repairs
+	// back (drift confirmations, the rate limit) or a failed repair wrote
+	// something (saved state the last full read does not show).
+	followUp atomic.Bool
 	// retryAt is when Run reads LINSTOR in full next: Redecide does not
 	// read before then, however many PVs change.
 	retryAt time.Time
@@ -242,7 +244,13 @@ func (r *Reconciler) Run(ctx context.Context, period time.Duration, wake, demand
 	next := time.NewTimer(0)
 	defer next.Stop()
 	var recheck <-chan time.Time
-	failures := 0
+	// streak counts full reads in a row that failed or asked for a follow-up:
+	// the next comes after 5 s doubling with each (up to the period), soon
+	// enough for drift confirmations and held repairs, without hammering a
+	// LINSTOR that keeps failing.
+	streak := 0
+	nextAt := r.now()
+	soon := func() time.Duration { return min(period, r.opts.FollowUp<<min(streak, 16)) }
 	for {
 		select {
 		case <-ctx.Done():
@@ -250,23 +258,17 @@ func (r *Reconciler) Run(ctx context.Context, period time.Duration, wake, demand
 		case <-next.C:
 			err := r.Cycle(ctx)
 			wait := period
-			switch {
-			case err != nil:
-				// LINSTOR or the API server failed us: try again soon,
-				// but back off while it goes on (5 s doubling up to
-				// the period), not to add load to a struggling LINSTOR.
-				failures++
-				wait = min(period, r.opts.FollowUp<<min(failures-1, 16))
-				if ctx.Err() == nil {
-					klog.ErrorS(err, "Reconcile cycle failed", "retryIn", wait)
-				}
-			case r.followUp:
-				failures = 0
-				wait = min(period, r.opts.FollowUp)
-			default:
-				failures = 0
+			if err != nil || r.followUp.Load() {
+				wait = soon()
+				streak++
+			} else {
+				streak = 0
 			}
-			r.retryAt = r.now().Add(wait)
+			if err != nil && ctx.Err() == nil {
+				klog.ErrorS(err, "Reconcile cycle failed", "retryIn", wait)
+			}
+			nextAt = r.now().Add(wait)
+			r.retryAt = nextAt
 			next.Reset(wait)
 		case <-wake:
 			if err := r.Redecide(ctx); err != nil && ctx.Err() == nil {
@@ -277,6 +279,13 @@ func (r *Reconciler) Run(ctx context.Context, period time.Duration, wake, demand
 		}
 		if err := r.Demand(ctx); err != nil && ctx.Err() == nil {
 			klog.ErrorS(err, "Repair for blocked pods failed")
+		}
+		// A Redecide or Demand whose repairs a brake held, or that failed
+		// half way, brings the next full read forward.
+		if wait := soon(); r.followUp.Load() && time.Until(nextAt) > wait {
+			nextAt = r.now().Add(wait)
+			r.retryAt = nextAt
+			next.Reset(wait)
 		}
 		recheck = nil
 		if at := r.nextDemand(); !at.IsZero() {
@@ -320,7 +329,7 @@ func (r *Reconciler) driverReady(ctx context.Context) bool {
 // and saved state, then carry out the decisions with bounded concurrency.
 func (r *Reconciler) Cycle(ctx context.Context) error {
 	start := r.now()
-	r.followUp = false
+	r.followUp.Store(false)
 	if !r.driverReady(ctx) {
 		r.metrics.Reconciles.WithLabelValues("skipped").Inc()
 		return nil
@@ -767,10 +776,16 @@ func (r *Reconciler) attempt(ctx context.Context, a Action) error {
 			klog.V(2).InfoS("Driver reports an abnormal volume; repairing its affinity anyway", "pv", a.Name, "condition", detail)
 		}
 	}
+	waiting := r.waitingOn(a)
 	started := r.now()
 	out, err := r.exec.Execute(ctx, a)
 	if err != nil && out.Wrote && out.PV == nil {
 		out.PV, out.Wrote = r.afterFailure(ctx, a)
+	}
+	if err != nil && out.Wrote {
+		// Half done: saved state, maybe a missing PV, that only a full
+		// read shows (a PV change decides on the last one).
+		r.followUp.Store(true)
 	}
 	r.expect(a.Name, out, a.PV)
 	method := out.Method
@@ -780,7 +795,7 @@ func (r *Reconciler) attempt(ctx context.Context, a Action) error {
 	}
 	r.metrics.Repairs.WithLabelValues(string(a.Kind), method, "success").Inc()
 	pv := out.PV
-	r.noteRepaired(pv)
+	r.noteRepaired(pv, waiting)
 	if a.Kind != KindReplace && (pv == nil || out.Method == "") {
 		klog.InfoS("Settled saved state", "pv", a.Name, "location", a.Saved.Location())
 		return nil
@@ -892,7 +907,7 @@ func (r *Reconciler) brake(actions []Action, total int, fresh bool) []Action {
 	}
 	res := apply(actions, total, r.now())
 	if len(res.Held) > 0 {
-		r.followUp = true
+		r.followUp.Store(true)
 	}
 	if fresh {
 		holding := 0.0

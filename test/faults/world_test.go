@@ -49,6 +49,9 @@ type world struct {
 	vols []*vol
 	// acting is the sidecar expected to lead and act; nil means b.Sidecar.
 	acting *instance
+	// period is the sidecar's --reconcile-rate when a case sets one (zero:
+	// the bed's, seconds): two more complete cycles take up to twice that.
+	period time.Duration
 }
 
 // instance is one sidecar process and its HTTP endpoint.
@@ -255,7 +258,9 @@ func (w *world) assertSettled(ctx context.Context, t *testing.T) int {
 	// Whatever the sidecar still had to finish (clearing saved state after
 	// a crash between create and clear-state), two complete cycles did it.
 	act := w.actor()
-	must(t, waitSuccessCycles(wctx, act.url, 2))
+	cctx, ccancel := context.WithTimeout(ctx, waitTimeout+2*w.period)
+	defer ccancel()
+	must(t, waitSuccessCycles(cctx, act.url, 2))
 	list, err := w.b.Kube.CoreV1().PersistentVolumes().List(wctx, metav1.ListOptions{})
 	must(t, err)
 	if len(list.Items) != len(w.vols) {
