@@ -1,16 +1,19 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/maphash"
 	"io"
+	"maps"
 	"net/http"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 
 	lapi "github.com/LINBIT/golinstor/client"
@@ -18,20 +21,23 @@ import (
 
 // Why this file exists: at 10,000 volumes LINSTOR's resource view is about
 // 28 MB of JSON and the resource definition list about 4 MB. Decoding them
-// into golinstor's types takes about a second of CPU and a hundred MB of
-// short-lived memory, every cycle, although almost every cycle sees exactly
-// the bytes of the last one. BulkTransport sits under golinstor (so its
-// controller failover, authentication and error handling stay in charge) and,
-// for the three bulk lists only, hashes the answer as it streams by, and
-// either discards it (same bytes as last time) or decodes only the fields
-// decisions need. golinstor itself then only ever decodes "[]".
+// into golinstor's types takes about a second of CPU and a couple of hundred
+// MB of short-lived memory. And a real LINSTOR controller never answers the
+// same bytes twice: it asks the satellites for allocated sizes on every view
+// request and reports DRBD's running state (disk and replication states,
+// connections, promotion scores, in-use) as it is at that moment. So
+// BulkTransport sits under golinstor (its controller failover,
+// authentication and error handling stay in charge) and, for the three bulk
+// lists only, decodes the answer as it streams in, one element at a time,
+// into the few fields decisions read, and sums a hash of exactly those
+// fields. The sums tell Fetch whether anything a decision reads changed,
+// whatever else did. golinstor itself then only ever decodes "[]".
 
 // BulkTransport is the HTTP transport of the sidecar's LINSTOR client. It
 // acts only on requests whose context carries a bulk slot (see Linstor.Fetch);
 // everything else passes through untouched.
 type BulkTransport struct {
 	base http.RoundTripper
-	seed maphash.Seed
 }
 
 // NewBulkTransport wraps base (nil: a clone of http.DefaultTransport).
@@ -39,20 +45,14 @@ func NewBulkTransport(base http.RoundTripper) *BulkTransport {
 	if base == nil {
 		base = http.DefaultTransport.(*http.Transport).Clone()
 	}
-	return &BulkTransport{base: base, seed: maphash.MakeSeed()}
+	return &BulkTransport{base: base}
 }
 
-// bulkSlot is one bulk read: what the transport should do with the answer,
-// and what it saw.
+// bulkSlot is one bulk read: how to decode the answer, and whether one came.
 type bulkSlot struct {
-	// decode, when set, reads the body (through the hasher); nil: only hash.
 	decode func(io.Reader) error
-	// sum and size describe the body that was read.
-	sum  uint64
-	size int64
 	// seen is set once a 200 answer went through the transport.
 	seen bool
-	err  error
 }
 
 type bulkSlotKey struct{}
@@ -68,20 +68,14 @@ func (t *BulkTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if slot == nil || err != nil || resp.StatusCode != http.StatusOK {
 		return resp, err
 	}
-	var h maphash.Hash
-	h.SetSeed(t.seed)
-	counted := &countingWriter{w: &h}
-	var readErr error
-	if slot.decode != nil {
-		readErr = slot.decode(io.TeeReader(resp.Body, counted))
-	}
+	readErr := slot.decode(resp.Body)
 	if readErr == nil {
-		// Whatever the decoder left (trailing whitespace) belongs to the
-		// answer too: the sum must cover every byte.
-		_, readErr = io.Copy(counted, resp.Body)
+		// Nothing but whitespace is left; read it so the connection is
+		// reused.
+		_, readErr = io.Copy(io.Discard, resp.Body)
 	}
 	_ = resp.Body.Close()
-	slot.seen, slot.sum, slot.size, slot.err = true, h.Sum64(), counted.n, readErr
+	slot.seen = true
 	if readErr != nil {
 		return nil, fmt.Errorf("read %s: %w", req.URL.Path, readErr)
 	}
@@ -91,125 +85,243 @@ func (t *BulkTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-type countingWriter struct {
-	w io.Writer
-	n int64
-}
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.n += int64(n)
-	return n, err
-}
-
-// The fields of LINSTOR's answers that decisions use (see BuildView). Every
-// other field is skipped by the decoder without being stored.
+// The fields of LINSTOR's answers that decisions use (see BuildView), as
+// the decoders below keep them; every other field is read past.
 type (
-	leanNode struct {
-		Name  string            `json:"name"`
-		Props map[string]string `json:"props"`
-	}
 	leanVD struct {
-		VolumeNumber *int32            `json:"volume_number"`
-		Props        map[string]string `json:"props"`
+		VolumeNumber *int32
+		Props        map[string]string
 	}
 	leanRD struct {
-		Name              string            `json:"name"`
-		Props             map[string]string `json:"props"`
-		VolumeDefinitions []leanVD          `json:"volume_definitions"`
+		Name              string
+		Props             map[string]string
+		VolumeDefinitions []leanVD
 	}
 	leanResource struct {
-		Name     string   `json:"name"`
-		NodeName string   `json:"node_name"`
-		Flags    []string `json:"flags"`
+		Name     string
+		NodeName string
+		Flags    []string
 	}
 )
 
-func decodeNodes(r io.Reader) ([]lapi.Node, error) {
-	lean, err := decodeList[leanNode](r)
+// digest sums a hash of each list element's decision-relevant fields. The
+// sum does not depend on the order of the elements (LINSTOR's lists may come
+// in any order; decisions do not care), and any change of a field it covers
+// changes it.
+type digest struct {
+	h   maphash.Hash
+	sum uint64
+}
+
+func newDigest(seed maphash.Seed) *digest {
+	d := &digest{}
+	d.h.SetSeed(seed)
+	return d
+}
+
+// field adds one field to the current element.
+func (d *digest) field(s string) {
+	_, _ = d.h.WriteString(s)
+	_ = d.h.WriteByte(0)
+}
+
+// end closes the current element.
+func (d *digest) end() {
+	d.sum += d.h.Sum64()
+	d.h.Reset()
+}
+
+// decodeNodes keeps each node's name and the properties under prefix (the
+// property namespace, or Aux/ while it is not known yet).
+func decodeNodes(r io.Reader, prefix string, d *digest) ([]lapi.Node, error) {
+	var (
+		out  []lapi.Node
+		cur  lapi.Node
+		keys []string
+	)
+	under := func(key []byte) bool { return bytes.HasPrefix(key, []byte(prefix)) }
+	err := decodeList(r, func(s *scanner, key []byte) (err error) {
+		switch string(key) {
+		case "name":
+			cur.Name, err = s.str()
+		case "props":
+			cur.Props, err = s.strMap(under)
+		default:
+			err = s.skip()
+		}
+		return err
+	}, func() {
+		d.field(cur.Name)
+		keys = slices.AppendSeq(keys[:0], maps.Keys(cur.Props))
+		slices.Sort(keys)
+		for _, k := range keys {
+			d.field(k)
+			d.field(cur.Props[k])
+		}
+		d.end()
+		out = append(out, cur)
+		cur = lapi.Node{}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("decode nodes: %w", err)
-	}
-	out := make([]lapi.Node, len(lean))
-	for i, n := range lean {
-		out[i] = lapi.Node{Name: n.Name, Props: n.Props}
 	}
 	return out, nil
 }
 
 // rdKeep are the only resource and volume definition properties decisions
-// read; the others are dropped right after decoding.
+// read; the others are read past.
 var rdKeep = []string{SkipRDKey, SavedPVKey}
 
-func keepProps(p map[string]string) map[string]string {
-	var out map[string]string
+func rdKeeps(key []byte) bool {
 	for _, k := range rdKeep {
-		if v, ok := p[k]; ok {
-			if out == nil {
-				out = make(map[string]string, len(rdKeep))
-			}
-			out[k] = v
+		if string(key) == k {
+			return true
 		}
 	}
-	return out
+	return false
 }
 
-func decodeRDs(r io.Reader) ([]leanRD, error) {
-	lean, err := decodeList(r, func(rd *leanRD) {
-		rd.Props = keepProps(rd.Props)
-		for j := range rd.VolumeDefinitions {
-			rd.VolumeDefinitions[j].Props = keepProps(rd.VolumeDefinitions[j].Props)
+// decodeRDs keeps each resource definition's name, the properties of rdKeep
+// on it and on its volume definitions, and their numbers.
+func decodeRDs(r io.Reader, d *digest) ([]leanRD, error) {
+	var (
+		out []leanRD
+		cur leanRD
+		vd  leanVD
+	)
+	vdField := func(s *scanner) func(key []byte) error {
+		return func(key []byte) (err error) {
+			switch string(key) {
+			case "volume_number":
+				vd.VolumeNumber = nil
+				if isNull, err := s.null(); isNull || err != nil {
+					return err
+				}
+				var n int32
+				if n, err = s.int32(); err == nil {
+					vd.VolumeNumber = &n
+				}
+			case "props":
+				vd.Props, err = s.strMap(rdKeeps)
+			default:
+				err = s.skip()
+			}
+			return err
 		}
+	}
+	err := decodeList(r, func(s *scanner, key []byte) (err error) {
+		switch string(key) {
+		case "name":
+			cur.Name, err = s.str()
+		case "props":
+			cur.Props, err = s.strMap(rdKeeps)
+		case "volume_definitions":
+			field := vdField(s)
+			cur.VolumeDefinitions, err = readArray(s, func() (leanVD, error) {
+				vd = leanVD{}
+				err := s.object(field)
+				return vd, err
+			})
+		default:
+			err = s.skip()
+		}
+		return err
+	}, func() {
+		d.field(cur.Name)
+		for _, k := range rdKeep {
+			d.field(cur.Props[k])
+		}
+		d.end()
+		for _, vd := range cur.VolumeDefinitions {
+			d.field(cur.Name)
+			if vd.VolumeNumber != nil {
+				d.field(strconv.Itoa(int(*vd.VolumeNumber)))
+			}
+			d.field(vd.Props[SavedPVKey])
+			d.end()
+		}
+		out = append(out, cur)
+		cur = leanRD{}
 	})
 	if err != nil {
 		return nil, fmt.Errorf("decode resource definitions: %w", err)
 	}
-	return lean, nil
+	return out, nil
 }
 
-func decodeResources(r io.Reader) ([]leanResource, error) {
-	lean, err := decodeList[leanResource](r)
+// decodeResources keeps each resource's name, node and flags. The digest
+// covers only what the flags decide, whether the replica counts as holding
+// the data (Resource.Diskful): flags that come and go without changing that
+// (RESIZE, INACTIVE, ...) do not make a view look changed. Node names and
+// flags repeat over tens of thousands of resources and are stored once.
+func decodeResources(r io.Reader, d *digest) ([]leanResource, error) {
+	var (
+		out    []leanResource
+		cur    leanResource
+		intern = map[string]string{}
+	)
+	err := decodeList(r, func(s *scanner, key []byte) (err error) {
+		switch string(key) {
+		case "name":
+			cur.Name, err = s.str()
+		case "node_name":
+			cur.NodeName, err = s.internStr(intern)
+		case "flags":
+			cur.Flags, err = readArray(s, func() (string, error) { return s.internStr(intern) })
+		default:
+			err = s.skip()
+		}
+		return err
+	}, func() {
+		d.field(cur.Name)
+		d.field(cur.NodeName)
+		if (Resource{Name: cur.Name, Node: cur.NodeName, Flags: cur.Flags}).Diskful() {
+			d.field("diskful")
+		}
+		d.end()
+		out = append(out, cur)
+		cur = leanResource{}
+	})
 	if err != nil {
 		return nil, fmt.Errorf("decode resources: %w", err)
-	}
-	return lean, nil
-}
-
-// decodeList decodes a JSON array one element at a time, so the decoder holds
-// one element in memory rather than the whole answer (28 MB for the resource
-// view at 10,000 volumes), and trims each element as it comes (trim may be
-// nil). null decodes as an empty list.
-func decodeList[T any](r io.Reader, trim ...func(*T)) ([]T, error) {
-	dec := json.NewDecoder(r)
-	tok, err := dec.Token()
-	if err != nil {
-		return nil, err
-	}
-	if tok == nil {
-		return []T{}, nil
-	}
-	if d, ok := tok.(json.Delim); !ok || d != '[' {
-		return nil, fmt.Errorf("expected a JSON array, got %v", tok)
-	}
-	out := []T{}
-	for dec.More() {
-		var v T
-		if err := dec.Decode(&v); err != nil {
-			return nil, err
-		}
-		for _, t := range trim {
-			t(&v)
-		}
-		out = append(out, v)
-	}
-	if _, err := dec.Token(); err != nil {
-		return nil, err
 	}
 	return out, nil
 }
 
+// readArray reads a JSON array (or null), each element with read.
+func readArray[T any](s *scanner, read func() (T, error)) ([]T, error) {
+	var out []T
+	err := s.array(func() error {
+		v, err := read()
+		out = append(out, v)
+		return err
+	})
+	return out, err
+}
+
+// decodeList reads a JSON array (or null) of objects one element at a time,
+// so the memory it holds is one buffer, not the answer (35 MB for a real
+// LINSTOR's resource view at 10,000 volumes). field is called for each key
+// of each element and must read its value; done after each element.
+// Anything but whitespace after the array is an error.
+func decodeList(r io.Reader, field func(s *scanner, key []byte) error, done func()) error {
+	s := newScanner(r)
+	elemField := func(key []byte) error { return field(s, key) }
+	err := s.array(func() error {
+		if err := s.object(elemField); err != nil {
+			return err
+		}
+		done()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.done()
+}
+
 // NewLinstorClient builds the sidecar's golinstor client from golinstor's
-// LS_* environment, on a BulkTransport so Fetch can skip unchanged answers.
+// LS_* environment, on a BulkTransport so Fetch can read the bulk lists lean.
 // TLS is configured from the same variables golinstor reads (LS_ROOT_CA,
 // LS_USER_CERTIFICATE, LS_USER_KEY and their *_FILE forms, files read at each
 // handshake so rotated certificates are picked up); authentication,

@@ -1,8 +1,11 @@
 package sidecar
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"net/url"
 	"runtime"
 	"testing"
@@ -12,11 +15,16 @@ import (
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/linstorsim"
 )
 
+// The benchmarks of the bulk read run the LINSTOR simulator in the same
+// process: time and allocations per op include its encoding of the answers
+// (in realistic mode, encoding every resource afresh). BenchmarkBulkDecode*
+// measures the sidecar's decoding alone, on recorded answers.
+
 // benchSim is the LINSTOR simulator with n volumes of 3 replicas on 100
 // nodes, and a bulk Linstor reading it.
-func benchSim(b *testing.B, n int) (*linstorsim.Sim, *Linstor) {
+func benchSim(b *testing.B, n int, opts linstorsim.Options) (*linstorsim.Sim, *Linstor) {
 	b.Helper()
-	sim := linstorsim.New(linstorsim.Options{})
+	sim := linstorsim.New(opts)
 	if err := sim.Start(); err != nil {
 		b.Fatal(err)
 	}
@@ -35,11 +43,10 @@ func benchSim(b *testing.B, n int) (*linstorsim.Sim, *Linstor) {
 	return sim, NewBulkLinstor(lc, bt, NamespaceTopology, 0)
 }
 
-// BenchmarkFetchUnchanged10k is the steady-state LINSTOR read at 10,000
-// volumes: three requests, hashed, nothing decoded. It also reports what the
-// last decoded view keeps alive.
-func BenchmarkFetchUnchanged10k(b *testing.B) {
-	_, l := benchSim(b, 10000)
+// benchFetchSteady fetches over and over with nothing a decision reads
+// changing, and reports what the last view keeps alive.
+func benchFetchSteady(b *testing.B, n int, opts linstorsim.Options) {
+	_, l := benchSim(b, n, opts)
 	ctx := context.Background()
 	var before, after runtime.MemStats
 	runtime.GC()
@@ -58,15 +65,31 @@ func BenchmarkFetchUnchanged10k(b *testing.B) {
 			b.Fatalf("fetch: %v, unchanged %v", err, v != nil && v.Unchanged)
 		}
 	}
-	// The simulator runs in this process: allocations per op include its
-	// encoding of the answers; retained-MiB is the sidecar's own view.
 	b.ReportMetric(retained, "retained-MiB")
 }
 
-// BenchmarkFetchChanged10k is a cycle after one replica moved: the resource
-// view is read again and decoded.
-func BenchmarkFetchChanged10k(b *testing.B) {
-	sim, l := benchSim(b, 10000)
+// BenchmarkBulkFetchUnchanged10k is the steady-state LINSTOR read at 10,000
+// volumes from a LINSTOR that repeats its answers byte for byte: three
+// requests, each decoded lean as it streams in, the last view kept.
+func BenchmarkBulkFetchUnchanged10k(b *testing.B) { benchFetchSteady(b, 10000, linstorsim.Options{}) }
+
+// BenchmarkBulkFetchRealistic10k is the same against a LINSTOR that answers
+// like a real one (linstorsim's realistic mode): allocated sizes, DRBD
+// states and report times differ in every request, the placement does not.
+func BenchmarkBulkFetchRealistic10k(b *testing.B) {
+	benchFetchSteady(b, 10000, linstorsim.Options{Realistic: true})
+}
+
+// BenchmarkBulkFetchRealistic50k is BenchmarkBulkFetchRealistic10k at
+// 50,000 volumes (150,000 resources).
+func BenchmarkBulkFetchRealistic50k(b *testing.B) {
+	benchFetchSteady(b, 50000, linstorsim.Options{Realistic: true})
+}
+
+// BenchmarkBulkFetchChanged10k is a cycle after one replica moved: the same
+// three requests, and a new view built.
+func BenchmarkBulkFetchChanged10k(b *testing.B) {
+	sim, l := benchSim(b, 10000, linstorsim.Options{})
 	ctx := context.Background()
 	if _, err := l.Fetch(ctx); err != nil {
 		b.Fatal(err)
@@ -89,10 +112,10 @@ func BenchmarkFetchChanged10k(b *testing.B) {
 	}
 }
 
-// BenchmarkFetchGolinstor10k is the same read decoded by golinstor into its
-// full types, as Fetch did before BulkTransport: the cost every cycle paid.
-func BenchmarkFetchGolinstor10k(b *testing.B) {
-	sim, _ := benchSim(b, 10000)
+// BenchmarkBulkFetchGolinstor10k is the same read decoded by golinstor into
+// its full types, as Fetch did before BulkTransport.
+func BenchmarkBulkFetchGolinstor10k(b *testing.B) {
+	sim, _ := benchSim(b, 10000, linstorsim.Options{})
 	u, err := url.Parse(sim.URL())
 	if err != nil {
 		b.Fatal(err)
@@ -107,6 +130,32 @@ func BenchmarkFetchGolinstor10k(b *testing.B) {
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		if _, err := l.Fetch(ctx); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkBulkDecodeRealisticView10k is the sidecar's decoding of one
+// realistic resource view of 10,000 volumes (recorded from the simulator),
+// without HTTP or the simulator.
+func BenchmarkBulkDecodeRealisticView10k(b *testing.B) {
+	sim, _ := benchSim(b, 10000, linstorsim.Options{Realistic: true})
+	resp, err := http.Get(sim.URL() + "/v1/view/resources")
+	if err != nil {
+		b.Fatal(err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	_ = resp.Body.Close()
+	if err != nil {
+		b.Fatal(err)
+	}
+	_ = sim.Close()
+	seed := NewBulkLinstor(nil, nil, "", 0).seed
+	b.SetBytes(int64(len(body)))
+	b.ResetTimer()
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		if _, err := decodeResources(bytes.NewReader(body), newDigest(seed)); err != nil {
 			b.Fatal(err)
 		}
 	}

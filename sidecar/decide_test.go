@@ -306,6 +306,58 @@ func TestDecideMultiVolumeResourceDefinition(t *testing.T) {
 	}
 }
 
+// LINSTOR deletes a replica in phases: DRBD_DELETE while the satellite takes
+// DRBD down, then DELETE as well while it removes the storage, then the
+// resource is gone (creating it again in between undoes it). LINSTOR CSI
+// counts a DRBD_DELETE replica as diskful; the sidecar does not, so a move
+// (new replica n4, n2 leaving) is repaired once, straight to the replicas
+// that stay, and never widened to the one that goes (docs/design.md,
+// "Replicas being deleted").
+func TestDecideReplicasInLINSTORsDeletionWindow(t *testing.T) {
+	moved := func(leaving ...string) func(rd *RDView) {
+		return func(rd *RDView) {
+			rd.Resources = []Resource{res("n1"), res("n2", leaving...), res("n4"), res("n3", "DISKLESS", "TIE_BREAKER")}
+			for i := range rd.Resources {
+				rd.Resources[i].Name = "pvc-1"
+			}
+		}
+	}
+	withRD := func(in Input, edit func(rd *RDView)) Input { edit(in.RD); return in }
+	local := func(aff ...Segment) Input {
+		return fxInput(mkPV("pv", "pvc-1", withSC("local"), withAffinity(affinityOf(aff...))))
+	}
+	runDecideCases(t, []decideCase{
+		{name: "a replica in its first phase (DRBD_DELETE) no longer counts",
+			in:   withRD(local(host("n1"), host("n2")), moved("DRBD_DELETE")),
+			kind: KindReplace, why: ReasonDrifted, want: []Segment{host("n1"), host("n4")}},
+		{name: "nor in its second phase (DELETE and DRBD_DELETE)",
+			in:   withRD(local(host("n1"), host("n2")), moved("DELETE", "DRBD_DELETE")),
+			kind: KindReplace, why: ReasonDrifted, want: []Segment{host("n1"), host("n4")}},
+		{name: "a PV already on the replicas that stay is in sync through the window",
+			in:   withRD(local(host("n1"), host("n4")), moved("DRBD_DELETE")),
+			kind: KindNone, why: ReasonInSync},
+		{name: "an affinity that still names the leaving replica is narrowed",
+			in:   withRD(local(host("n1"), host("n2"), host("n4")), moved("DRBD_DELETE")),
+			kind: KindReplace, why: ReasonDrifted, want: []Segment{host("n1"), host("n4")}},
+		{name: "the leaving replica's zone is dropped under a zonal policy",
+			in: withRD(fxInput(mkPV("pv", "pvc-1", withSC("zonal"), withAffinity(affinityOf(zone("a"), zone("b"))))),
+				moved("DRBD_DELETE")),
+			kind: KindReplace, why: ReasonDrifted, want: []Segment{zone("a"), zone("c")}},
+		{name: "a deletion undone (flag cleared) counts the replica again",
+			in:   withRD(local(host("n1"), host("n4")), moved()),
+			kind: KindReplace, why: ReasonDrifted, want: []Segment{host("n1"), host("n2"), host("n4")}},
+		{name: "every diskful replica being deleted leaves the PV alone",
+			in: withRD(local(host("n1"), host("n2")), func(rd *RDView) {
+				rd.Resources = []Resource{{Name: "pvc-1", Node: "n1", Flags: []string{"DRBD_DELETE"}},
+					{Name: "pvc-1", Node: "n2", Flags: []string{"DELETE", "DRBD_DELETE"}}}
+			}),
+			kind: KindNone, why: ReasonNoDiskful},
+		{name: "an INACTIVE replica still counts, as in LINSTOR CSI",
+			in:   withRD(local(host("n1"), host("n2"), host("n4")), moved("INACTIVE")),
+			kind: KindNone, why: ReasonInSync},
+	})
+}
+
 func TestDecideSavedState(t *testing.T) {
 	live := mkPV("pv", "pvc-1", withSC("local"), withAffinity(affinityOf(host("old"))))
 	replacement := Replacement(live, affinityOf(host("n1"), host("n2")))

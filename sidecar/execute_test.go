@@ -28,11 +28,13 @@ import (
 const exDriver = "linstor.csi.linbit.com"
 
 // exBed is a fake cluster (client-go fake clientset) and a fake LINSTOR
-// (golinstor's fakelinstor) holding PVs whose replicas moved.
+// (golinstor's fakelinstor, or the simulator: newSimBed) holding PVs whose
+// replicas moved.
 type exBed struct {
 	t       *testing.T
 	kube    *fake.Clientset
 	fl      *fakelinstor.FakeLinstor
+	url     string // LINSTOR's base URL
 	lc      *lapi.Client
 	linstor *Linstor
 	// deny plays an admission policy for dry runs ("create", "delete").
@@ -52,14 +54,21 @@ func newExBed(t *testing.T) *exBed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b := &exBed{t: t, kube: fake.NewClientset(), fl: fl, lc: lc, linstor: NewLinstor(lc, NamespaceTopology)}
-	b.kube.PrependReactor("*", "persistentvolumes", b.dryRun)
+	b := newBedOn(t, fl.Server.URL, lc)
+	b.fl = fl
 	for _, n := range []string{"n1", "n2", "n3", "n4"} {
 		b.must(lc.Nodes.Create(context.Background(), lapi.Node{Name: n, Type: "SATELLITE", Props: map[string]string{
 			NamespaceTopology + "/" + HostnameKey:              n,
 			NamespaceTopology + "/topology.kubernetes.io/zone": "z-" + n,
 		}}))
 	}
+	return b
+}
+
+// newBedOn is an exBed on the LINSTOR at url that lc speaks to.
+func newBedOn(t *testing.T, url string, lc *lapi.Client) *exBed {
+	b := &exBed{t: t, kube: fake.NewClientset(), url: url, lc: lc, linstor: NewLinstor(lc, NamespaceTopology)}
+	b.kube.PrependReactor("*", "persistentvolumes", b.dryRun)
 	return b
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"sync"
 	"time"
@@ -27,28 +28,27 @@ type Linstor struct {
 	mu        sync.Mutex
 	namespace string
 
-	// bulk, when set (NewBulkLinstor), lets Fetch hash the bulk answers and
-	// decode only what changed; last is what the previous Fetch decoded.
+	// bulk, when set (NewBulkLinstor), lets Fetch read the bulk lists lean
+	// (see fetchBulk); last is what the previous Fetch built.
 	bulk     *BulkTransport
+	seed     maphash.Seed
 	fetchMu  sync.Mutex
 	last     *bulkLast
 	maxReuse time.Duration
 }
 
-// bulkLast is what the last bulk Fetch read: the trimmed lists, the sums of
-// the answers they came from, and the view built from them.
+// bulkLast is what the last bulk Fetch built: the view, the digests of the
+// decision-relevant content it was built from, and since when that content
+// has not changed.
 type bulkLast struct {
-	nodes     []lapi.Node
-	rds       []leanRD
-	res       []leanResource
-	sums      [3]uint64
+	digests   [3]uint64
 	namespace string
 	view      *View
-	decodedAt time.Time
+	since     time.Time
 }
 
-// DefaultMaxReuse bounds how long Fetch keeps trusting that equal sums mean
-// equal answers: past it, the lists are decoded afresh even if unchanged.
+// DefaultMaxReuse bounds how long Fetch keeps reporting a view unchanged:
+// past it, the view is reported changed once, so the loop decides afresh.
 const DefaultMaxReuse = 5 * time.Minute
 
 // NewLinstor wraps a golinstor client. An empty namespace is detected on the
@@ -59,15 +59,15 @@ func NewLinstor(c *lapi.Client, namespace string) *Linstor {
 }
 
 // NewBulkLinstor is NewLinstor for a client made by NewLinstorClient: its
-// Fetch still sends the same three requests every time, but decodes only the
-// fields decisions need, and only for answers whose bytes changed since the
-// last Fetch (see View.Unchanged). maxReuse bounds how long an unchanged
-// answer is trusted without decoding it (0: DefaultMaxReuse).
+// Fetch sends the same three requests every time and decodes each answer as
+// it streams in, keeping only the fields decisions need, and tells whether
+// those changed since the last Fetch (see View.Unchanged). maxReuse bounds
+// how long a view is reported unchanged in a row (0: DefaultMaxReuse).
 func NewBulkLinstor(c *lapi.Client, t *BulkTransport, namespace string, maxReuse time.Duration) *Linstor {
 	if maxReuse <= 0 {
 		maxReuse = DefaultMaxReuse
 	}
-	return &Linstor{Client: c, namespace: namespace, bulk: t, maxReuse: maxReuse}
+	return &Linstor{Client: c, namespace: namespace, bulk: t, seed: maphash.MakeSeed(), maxReuse: maxReuse}
 }
 
 // Namespace is the property namespace in use ("" until detected).
@@ -198,80 +198,89 @@ func buildView(fetchedAt time.Time, namespace string, nodes []lapi.Node, rds []l
 	return v
 }
 
-// bulk request slots, in the order of bulkLast.sums.
+// bulk request slots, in the order of bulkLast.digests.
 const (
 	bulkNodes = iota
 	bulkRDs
 	bulkResources
 )
 
-// fetchBulk is Fetch on a BulkTransport. Nodes (a small answer) are always
-// decoded. The two large answers are first only hashed; one whose sum differs
-// from the last decoded one is asked for again and decoded, so a cycle in
-// which something changed costs one or two more requests, and a cycle in which
-// nothing did costs three requests and no decoding at all.
+// bulkLists is what one bulk round read.
+type bulkLists struct {
+	nodes   []lapi.Node
+	rds     []leanRD
+	res     []leanResource
+	digests [3]uint64
+}
+
+// fetchBulk is Fetch on a BulkTransport: exactly one request per list, each
+// answer decoded while it streams in, one element at a time, into the
+// fields decisions read, which are summed into a digest per list. A real
+// LINSTOR's answers differ in almost every request (allocated sizes, DRBD
+// states, timestamps), so bytes say nothing; the digests say whether
+// anything a decision reads changed. When none did, the last view is
+// returned, marked Unchanged; else a new one is built.
 func (l *Linstor) fetchBulk(ctx context.Context, start time.Time) (*View, error) {
 	l.fetchMu.Lock()
 	defer l.fetchMu.Unlock()
-	last := l.last
-	fresh := last == nil || start.Sub(last.decodedAt) >= l.maxReuse
-	var (
-		nodes []lapi.Node
-		rds   []leanRD
-		res   []leanResource
-		slots [3]bulkSlot
-	)
-	slots[bulkNodes].decode = func(r io.Reader) (err error) { nodes, err = decodeNodes(r); return err }
-	decodeRDSlot := func(r io.Reader) (err error) { rds, err = decodeRDs(r); return err }
-	decodeResSlot := func(r io.Reader) (err error) { res, err = decodeResources(r); return err }
-	if fresh {
-		slots[bulkRDs].decode, slots[bulkResources].decode = decodeRDSlot, decodeResSlot
-	}
-	if err := l.bulkRound(ctx, &slots, [3]bool{true, true, true}); err != nil {
+	var lists bulkLists
+	if err := l.bulkRound(ctx, &lists); err != nil {
 		return nil, err
 	}
-	if !fresh {
-		var again [3]bool
-		for i, d := range []func(io.Reader) error{bulkRDs: decodeRDSlot, bulkResources: decodeResSlot} {
-			if d != nil && slots[i].sum != last.sums[i] {
-				slots[i] = bulkSlot{decode: d}
-				again[i] = true
-			}
-		}
-		if again[bulkRDs] || again[bulkResources] {
-			if err := l.bulkRound(ctx, &slots, again); err != nil {
-				return nil, err
-			}
-		}
-		if rds == nil && !again[bulkRDs] {
-			rds = last.rds
-		}
-		if res == nil && !again[bulkResources] {
-			res = last.res
-		}
-	}
-	ns := l.ensureNamespace(nodes)
-	sums := [3]uint64{slots[0].sum, slots[1].sum, slots[2].sum}
-	if !fresh && sums == last.sums && ns == last.namespace {
+	ns := l.ensureNamespace(lists.nodes)
+	if last := l.last; last != nil && lists.digests == last.digests && ns == last.namespace {
 		v := *last.view
-		v.FetchedAt, v.Unchanged = start, true
+		v.FetchedAt = start
+		v.Unchanged = start.Sub(last.since) < l.maxReuse
+		if !v.Unchanged {
+			last.since = start
+		}
 		return &v, nil
 	}
-	next := &bulkLast{nodes: nodes, rds: rds, res: res, sums: sums, namespace: ns, decodedAt: start}
-	if !fresh {
-		next.decodedAt = last.decodedAt
-	}
-	next.view = buildView(start, ns, nodes, rds, res)
-	l.last = next
-	return next.view, nil
+	view := buildView(start, ns, lists.nodes, lists.rds, lists.res)
+	l.last = &bulkLast{digests: lists.digests, namespace: ns, view: view, since: start}
+	return view, nil
 }
 
-// bulkRound sends the marked bulk requests concurrently, each with its slot.
-func (l *Linstor) bulkRound(ctx context.Context, slots *[3]bulkSlot, which [3]bool) error {
+// nodePropPrefix is the prefix of the node properties decisions read: those
+// under the property namespace, or under Aux/ (where both namespaces LINSTOR
+// CSI uses live) until it is detected.
+func (l *Linstor) nodePropPrefix() string {
+	if ns := l.Namespace(); ns != "" {
+		return ns + "/"
+	}
+	return NamespaceLegacy + "/"
+}
+
+// bulkRound sends the three bulk requests concurrently, each decoded by its
+// slot into lists.
+func (l *Linstor) bulkRound(ctx context.Context, lists *bulkLists) error {
 	var (
-		wg   sync.WaitGroup
-		errs [3]error
+		wg    sync.WaitGroup
+		errs  [3]error
+		slots [3]bulkSlot
 	)
+	prefix := l.nodePropPrefix()
+	// Each decode starts its digest afresh: an answer golinstor asks for
+	// again (another controller) is summed alone.
+	slots[bulkNodes].decode = func(r io.Reader) (err error) {
+		d := newDigest(l.seed)
+		lists.nodes, err = decodeNodes(r, prefix, d)
+		lists.digests[bulkNodes] = d.sum
+		return err
+	}
+	slots[bulkRDs].decode = func(r io.Reader) (err error) {
+		d := newDigest(l.seed)
+		lists.rds, err = decodeRDs(r, d)
+		lists.digests[bulkRDs] = d.sum
+		return err
+	}
+	slots[bulkResources].decode = func(r io.Reader) (err error) {
+		d := newDigest(l.seed)
+		lists.res, err = decodeResources(r, d)
+		lists.digests[bulkResources] = d.sum
+		return err
+	}
 	calls := [3]func(context.Context) error{
 		bulkNodes: func(ctx context.Context) error { _, err := l.Client.Nodes.GetAll(ctx); return err },
 		bulkRDs: func(ctx context.Context) error {
@@ -281,9 +290,6 @@ func (l *Linstor) bulkRound(ctx context.Context, slots *[3]bulkSlot, which [3]bo
 		bulkResources: func(ctx context.Context) error { _, err := l.Client.Resources.GetResourceView(ctx); return err },
 	}
 	for i := range calls {
-		if !which[i] {
-			continue
-		}
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()

@@ -6,7 +6,11 @@ import (
 )
 
 // Resource flags that keep a replica from counting as holding the data.
-var excludedResourceFlags = []string{"DELETE", "FAILED_DEPLOYMENT", "FAILED_DISCONNECT", "DISKLESS"}
+// LINSTOR CSI's list, plus DRBD_DELETE: the first phase of LINSTOR's
+// deletion, while the satellite takes DRBD down (then DELETE, then gone),
+// which LINSTOR CSI still counts. The sidecar is stricter there; see
+// docs/design.md, "Replicas being deleted".
+var excludedResourceFlags = []string{"DELETE", "DRBD_DELETE", "FAILED_DEPLOYMENT", "FAILED_DISCONNECT", "DISKLESS"}
 
 // Resource is one LINSTOR resource: a volume's presence on a node.
 type Resource struct {
@@ -17,7 +21,7 @@ type Resource struct {
 
 // Diskful reports whether the resource holds the data and is healthy: named,
 // placed, and flagged neither diskless (which covers TIE_BREAKER and
-// DRBD_DISKLESS) nor being deleted nor failed.
+// DRBD_DISKLESS) nor being deleted (DELETE or DRBD_DELETE) nor failed.
 func (r Resource) Diskful() bool {
 	if r.Name == "" || r.Node == "" {
 		return false

@@ -13,6 +13,10 @@ func TestResourceDiskful(t *testing.T) {
 	}{
 		{"plain diskful resource counts", Resource{Name: "rd", Node: "n1"}, true},
 		{"being deleted", Resource{Name: "rd", Node: "n1", Flags: []string{"DELETE"}}, false},
+		{"first phase of a deletion (LINSTOR CSI still counts it)", Resource{Name: "rd", Node: "n1", Flags: []string{"DRBD_DELETE"}}, false},
+		{"second phase of a deletion", Resource{Name: "rd", Node: "n1", Flags: []string{"DELETE", "DRBD_DELETE"}}, false},
+		{"inactive still counts", Resource{Name: "rd", Node: "n1", Flags: []string{"INACTIVE"}}, true},
+		{"resizing still counts", Resource{Name: "rd", Node: "n1", Flags: []string{"RESIZE"}}, true},
 		{"failed deployment", Resource{Name: "rd", Node: "n1", Flags: []string{"FAILED_DEPLOYMENT"}}, false},
 		{"failed disconnect", Resource{Name: "rd", Node: "n1", Flags: []string{"FAILED_DISCONNECT"}}, false},
 		{"diskless", Resource{Name: "rd", Node: "n1", Flags: []string{"DISKLESS"}}, false},

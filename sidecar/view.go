@@ -16,8 +16,14 @@ type View struct {
 	RDs map[string]*RDView
 	// FetchedAt is when the read began; decisions never use older data.
 	FetchedAt time.Time
-	// Unchanged is set when every LINSTOR answer of this read had exactly the
-	// bytes of the previous read's (same sums), so the view equals that one.
+	// Unchanged is set when nothing decisions read changed since the
+	// previous read: the same nodes with the same topology properties, the
+	// same resource and volume definitions with the same skip and
+	// saved-state properties, the same replicas on the same nodes counting
+	// as diskful or not. Everything else LINSTOR reports (allocated sizes,
+	// DRBD states, timestamps, flags that do not change what counts) may
+	// have changed: the view is then the previous read's, whose fields
+	// decisions do not read may lag.
 	Unchanged bool
 }
 

@@ -128,8 +128,9 @@ func main() {
 	if err != nil {
 		fail("LINSTOR client from LS_* environment: %v", err)
 	}
-	// Unchanged LINSTOR answers are trusted without decoding for at most one
-	// resync period, like the informers' caches.
+	// A LINSTOR view whose decision-relevant content did not change is
+	// reported unchanged (no decision anew) for at most one resync period,
+	// like the informers' caches.
 	linstor := sidecar.NewBulkLinstor(lc, bulk, c.propertyNamespace, c.resyncRate)
 
 	// The PV and StorageClass caches are kept by watches of the sidecar's

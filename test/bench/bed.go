@@ -140,7 +140,7 @@ type bed struct {
 	rng     *rand.Rand
 }
 
-func startBed(ctx context.Context, n int, binary, logDir string, logf func(string, ...any)) (*bed, error) {
+func startBed(ctx context.Context, n int, binary, logDir string, realistic bool, logf func(string, ...any)) (*bed, error) {
 	c, err := cluster.Start(ctx, cluster.Options{MutablePVNodeAffinity: true, NoControllerManager: true, NoScheduler: true, LogDir: logDir})
 	if err != nil {
 		return nil, err
@@ -152,7 +152,7 @@ func startBed(ctx context.Context, n int, binary, logDir string, logf func(strin
 		_ = c.Stop()
 		return nil, err
 	}
-	b.sim = linstorsim.New(linstorsim.Options{PropertyNamespace: propNS})
+	b.sim = linstorsim.New(linstorsim.Options{PropertyNamespace: propNS, Realistic: realistic})
 	if err := b.sim.Start(); err != nil {
 		_ = c.Stop()
 		return nil, err

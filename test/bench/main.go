@@ -36,6 +36,7 @@ type options struct {
 	logDir       string
 	profile      bool
 	goBench      bool
+	realistic    bool
 }
 
 func main() {
@@ -51,6 +52,7 @@ func main() {
 	flag.StringVar(&o.logDir, "log-dir", "", "Keep component logs here; empty: a temp dir, removed.")
 	flag.BoolVar(&o.profile, "profile", true, "Take CPU profiles of the sidecar (steady state, burst) and a heap profile for the report.")
 	flag.BoolVar(&o.goBench, "gobench", true, "Run the Go benchmarks of package sidecar first and put them in the report.")
+	flag.BoolVar(&o.realistic, "realistic", false, "Run the LINSTOR simulator in its realistic mode (answers that change between requests, deletion windows; see test/linstorsim/README.md).")
 	flag.Parse()
 	for _, f := range strings.Split(ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -141,7 +143,7 @@ func runN(ctx context.Context, o options, n int, binary, tmp string) (runResult,
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
 	defer cancel()
 	start := time.Now()
-	b, err := startBed(sctx, n, binary, logDir, logf)
+	b, err := startBed(sctx, n, binary, logDir, o.realistic, logf)
 	if err != nil {
 		return r, err
 	}

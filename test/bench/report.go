@@ -227,7 +227,7 @@ func (r report) markdown() string {
 	}
 	if r.GoBench != "" {
 		w("## Go benchmarks (`go test -run=^$ -bench=. -benchmem ./sidecar/`)\n\n```\n%s```\n\n", r.GoBench)
-		w("`BenchmarkDecideAll10k*` is the pure decision over 10,000 PVs; `BenchmarkFetch*10k` the LINSTOR read against the simulator in the same process (so time and allocations include the simulator's encoding): unchanged (hash only), after one move (the resource view read again and decoded lean), and decoded by golinstor into its full types as every cycle did before.\n\n")
+		w("`BenchmarkDecideAll10k*` is the pure decision over 10,000 PVs; `BenchmarkBulkFetch*` the LINSTOR read against the simulator in the same process (so time and allocations include the simulator's encoding): nothing changed (a LINSTOR repeating its answers, and a realistic one whose answers differ in every request, at 10,000 and 50,000 volumes), after one move, and decoded by golinstor into its full types as every cycle did before; `BenchmarkBulkDecodeRealisticView10k` the decoding of one realistic resource view alone.\n\n")
 	}
 	w("## LINSTOR requests by route, steady state\n\n")
 	for _, run := range r.Runs {

@@ -29,7 +29,7 @@ func (s *Sim) health(w http.ResponseWriter, r *http.Request) error {
 }
 
 func (s *Sim) listKV(w http.ResponseWriter, r *http.Request) error {
-	s.st.mu.RLock()
+	s.st.rlock()
 	var kvs []client.KV
 	for name, props := range s.st.kv {
 		kvs = append(kvs, client.KV{Name: name, Props: copyProps(props)})
@@ -44,7 +44,7 @@ func (s *Sim) listKV(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Sim) getKV(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("kv")
-	s.st.mu.RLock()
+	s.st.rlock()
 	props, ok := s.st.kv[name]
 	s.st.mu.RUnlock()
 	if !ok {
@@ -59,7 +59,7 @@ func (s *Sim) modifyKV(w http.ResponseWriter, r *http.Request) error {
 	if err := readJSON(r, &m); err != nil {
 		return err
 	}
-	s.st.mu.Lock()
+	s.st.lock()
 	s.st.kv[name] = applyProps(s.st.kv[name], m.OverrideProps, m.DeleteProps, m.DeleteNamespaces)
 	s.st.mu.Unlock()
 	return writeRC(w, http.StatusOK, lapiconst.Modified, map[string]string{"KVStore": name}, "Key-value store '%s' modified.", name)
@@ -67,7 +67,7 @@ func (s *Sim) modifyKV(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Sim) deleteKV(w http.ResponseWriter, r *http.Request) error {
 	name := r.PathValue("kv")
-	s.st.mu.Lock()
+	s.st.lock()
 	_, ok := s.st.kv[name]
 	delete(s.st.kv, name)
 	s.st.mu.Unlock()

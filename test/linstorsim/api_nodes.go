@@ -14,7 +14,7 @@ func (s *Sim) listNodes(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	s.st.mu.RLock()
+	s.st.rlock()
 	nodes := s.st.sortedNodes()
 	s.st.mu.RUnlock()
 	var keep []*nodeRec
@@ -91,7 +91,7 @@ func (s *Sim) evacuateNode(w http.ResponseWriter, r *http.Request) error {
 // poolItems returns the JSON of every storage pool passing lq, in node then
 // pool name order.
 func (s *Sim) poolItems(lq listQuery, only string) ([][]byte, error) {
-	s.st.mu.RLock()
+	s.st.rlock()
 	defer s.st.mu.RUnlock()
 	if only != "" {
 		if _, ok := s.st.nodes[only]; !ok {
@@ -144,7 +144,7 @@ func (s *Sim) listNodePools(w http.ResponseWriter, r *http.Request) error {
 
 func (s *Sim) getNodePool(w http.ResponseWriter, r *http.Request) error {
 	node, pool := r.PathValue("node"), r.PathValue("pool")
-	s.st.mu.RLock()
+	s.st.rlock()
 	defer s.st.mu.RUnlock()
 	n, ok := s.st.nodes[node]
 	if !ok {

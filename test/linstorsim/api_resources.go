@@ -10,9 +10,17 @@ import (
 
 // REST handlers for resources, their volumes, autoplace and snapshots.
 
-// resourceItems returns the JSON of every resource passing lq, in resource
-// definition then node order; rdName limits it to one definition.
-func (s *Sim) resourceItems(r *http.Request, lq listQuery, rdName string) ([][]byte, error) {
+// resourceRef names one resource of a resource definition record.
+type resourceRef struct {
+	rd *rdRec
+	i  int
+}
+
+// resources lists every resource passing lq, in resource definition then
+// node order; rdName limits it to one definition. The view (rdName "")
+// leaves out resources without volumes in realistic mode, as
+// linstor-server's does.
+func (s *Sim) resources(r *http.Request, lq listQuery, rdName string) ([]resourceRef, error) {
 	var rds []*rdRec
 	if rdName != "" {
 		rd, err := s.st.rd(rdName)
@@ -23,53 +31,57 @@ func (s *Sim) resourceItems(r *http.Request, lq listQuery, rdName string) ([][]b
 	} else {
 		rds = s.st.sortedRDs()
 	}
-	type ref struct {
-		rd *rdRec
-		i  int
-	}
-	var refs []ref
+	var refs []resourceRef
 	for _, rd := range rds {
-		if !in(lq.resources, rd.name) {
+		if !in(lq.resources, rd.name) || (rdName == "" && s.opts.Realistic && len(rd.vds) == 0) {
 			continue
 		}
 		for i := range rd.res {
 			res := &rd.res[i]
 			if in(lq.nodes, res.node) && in(lq.pools, res.pool) && lq.propsMatch(res.props) {
-				refs = append(refs, ref{rd, i})
+				refs = append(refs, resourceRef{rd, i})
 			}
 		}
 	}
 	start, end := lq.page(len(refs))
-	refs = thin(refs[start:end], partialOf(r))
-	items := make([][]byte, len(refs))
-	for k, x := range refs {
-		items[k] = x.rd.enc.res[x.i]
-	}
-	return items, nil
+	return thin(refs[start:end], partialOf(r)), nil
+}
+
+// writeResources answers with the resources as client.ResourceWithVolumes:
+// their stored JSON, or in realistic mode encoded afresh with this
+// request's live state, one at a time.
+func (s *Sim) writeResources(w http.ResponseWriter, refs []resourceRef) error {
+	lv := s.live()
+	buf := &jw{}
+	return writeItems(w, len(refs), func(k int) []byte {
+		x := refs[k]
+		if lv == nil {
+			return x.rd.enc.res[x.i]
+		}
+		buf.b = buf.b[:0]
+		writeResource(buf, x.rd, &x.rd.res[x.i], lv.stateOf(x.rd, x.i))
+		return buf.b
+	})
 }
 
 func (s *Sim) resourceView(w http.ResponseWriter, r *http.Request) error {
-	lq, err := parseListQuery(r.URL.Query())
-	if err != nil {
-		return err
-	}
-	items, err := s.resourceItems(r, lq, "")
-	if err != nil {
-		return err
-	}
-	return writeArray(w, items)
+	return s.listResourcesOf(w, r, "")
 }
 
 func (s *Sim) listResources(w http.ResponseWriter, r *http.Request) error {
+	return s.listResourcesOf(w, r, r.PathValue("rd"))
+}
+
+func (s *Sim) listResourcesOf(w http.ResponseWriter, r *http.Request, rdName string) error {
 	lq, err := parseListQuery(r.URL.Query())
 	if err != nil {
 		return err
 	}
-	items, err := s.resourceItems(r, lq, r.PathValue("rd"))
+	refs, err := s.resources(r, lq, rdName)
 	if err != nil {
 		return err
 	}
-	return writeArray(w, items)
+	return s.writeResources(w, refs)
 }
 
 // oneResource finds a resource and its record.
@@ -92,6 +104,12 @@ func (s *Sim) getResource(w http.ResponseWriter, r *http.Request) error {
 		return err
 	}
 	w.Header().Set("Content-Type", "application/json")
+	if lv := s.live(); lv != nil {
+		buf := &jw{}
+		writeResource(buf, rd, &rd.res[i], lv.stateOf(rd, i))
+		_, _ = w.Write(buf.b)
+		return nil
+	}
 	_, _ = w.Write(rd.enc.res[i])
 	return nil
 }

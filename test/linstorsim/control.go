@@ -67,6 +67,7 @@ func (s *Sim) controlMux() *http.ServeMux {
 		return 200, map[string]any{
 			"url": s.URL(), "propertyNamespace": s.opts.PropertyNamespace, "tls": s.opts.TLS,
 			"requireClientCert": s.opts.RequireClientCert, "nodes": len(s.Nodes()), "volumes": s.VolumeCount(),
+			"realistic": s.opts.Realistic, "deleteWindow": s.opts.DeleteWindow.String(),
 		}, nil
 	})
 	h("POST /_sim/scenario", func(r *http.Request) (int, any, error) {

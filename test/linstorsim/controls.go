@@ -62,7 +62,7 @@ func (s *Sim) SetNodeEvacuating(name string, on bool) error {
 
 // Nodes lists the node names in order.
 func (s *Sim) Nodes() []string {
-	s.st.mu.RLock()
+	s.st.rlock()
 	defer s.st.mu.RUnlock()
 	var out []string
 	for _, n := range s.st.sortedNodes() {
@@ -235,7 +235,7 @@ func (s *Sim) VolumeExists(rd string) bool {
 
 // VolumeCount is the number of resource definitions.
 func (s *Sim) VolumeCount() int {
-	s.st.mu.RLock()
+	s.st.rlock()
 	defer s.st.mu.RUnlock()
 	return len(s.st.rds)
 }

@@ -150,6 +150,7 @@ func volumeToAPI(r *rdRec, res *resRec, v *vdRec) client.Volume {
 		AllocatedSizeKib: alloc,
 		UsableSizeKib:    int64(v.sizeKiB),
 		Props:            copyProps(res.volProps[v.nr]),
+		Flags:            slices.Clone(res.volFlags),
 		State:            client.VolumeState{DiskState: state},
 		Uuid:             fmt.Sprintf("%s-%s-%d", r.uuid, res.node, v.nr),
 		LayerDataList: []client.VolumeLayer{

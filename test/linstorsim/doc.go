@@ -14,6 +14,12 @@
 // The same controls are served as JSON under /_sim/ on the same server, so the
 // standalone program in cmd/linstorsim can be driven from a shell script.
 //
+// By default every answer repeats the stored state byte for byte. Realistic
+// mode (Options.Realistic) answers as a real linstor-server does: running
+// state that changes between requests, Outdated and Failed disks, a deletion
+// window for removed replicas, no resources without volumes in the view
+// (realistic.go, deletewindow.go).
+//
 // Stored records are immutable: every change replaces a record with a new
 // copy, so list requests collect pointers under a read lock and encode without
 // holding it, and each record's JSON is encoded once and reused.

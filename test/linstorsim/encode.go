@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"slices"
 	"strconv"
+
+	lapiconst "github.com/LINBIT/golinstor"
 )
 
 // A hand-written encoder for the records that lists carry by the ten
@@ -57,6 +59,13 @@ func (o *obj) key(k string) {
 	o.w.b = append(o.w.b, '"', ':')
 }
 
+// strKey starts a field whose name is data (a node name), escaped.
+func (o *obj) strKey(k string) {
+	o.next()
+	o.w.str(k)
+	o.w.b = append(o.w.b, ':')
+}
+
 // str writes a string field, omitted when empty (omitempty).
 func (o *obj) str(k, v string) {
 	if v != "" {
@@ -93,9 +102,7 @@ func (o *obj) props(k string, m map[string]string) {
 	slices.Sort(keys)
 	p := o.w.open()
 	for _, key := range keys {
-		p.next()
-		p.w.str(key)
-		p.w.b = append(p.w.b, ':')
+		p.strKey(key)
 		p.w.str(m[key])
 	}
 	p.close()
@@ -164,9 +171,18 @@ func encodeVD(w *jw, v *vdRec) {
 	o.close()
 }
 
-// encodeResource writes client.ResourceWithVolumes for res of rd.
+// encodeResource writes client.ResourceWithVolumes for res of rd, with the
+// state stored in the record (what every answer shows outside realistic mode).
 func encodeResource(rd *rdRec, res *resRec) []byte {
 	w := &jw{b: make([]byte, 0, 1024)}
+	writeResource(w, rd, res, storedState(rd, res))
+	return w.b
+}
+
+// writeResource writes client.ResourceWithVolumes for res of rd in state st.
+// The fields only linstor-server sends (replication states, report times)
+// appear only when st has them, in realistic mode.
+func writeResource(w *jw, rd *rdRec, res *resRec, st *replicaState) {
 	o := w.open()
 	o.str("name", rd.name)
 	o.str("node_name", res.node)
@@ -178,14 +194,28 @@ func encodeResource(rd *rdRec, res *resRec) []byte {
 	d.num("node_id", int64(res.nodeID))
 	d.num("peer_slots", 7)
 	d.num("al_stripes", 1)
-	d.num("promotion_score", int64(promotionScore(res)))
-	d.boolean("may_promote", res.healthy && !res.inUse)
+	if len(st.peers) > 0 {
+		d.key("connections")
+		c := w.open()
+		for _, p := range st.peers {
+			c.strKey(p.node)
+			pc := w.open()
+			pc.boolean("connected", p.conn == connConnected)
+			pc.str("message", p.conn)
+			pc.close()
+		}
+		c.close()
+	}
+	d.num("promotion_score", int64(st.score))
+	d.boolean("may_promote", st.mayPromote)
 	w.b = append(w.b, "}}"...)
-	o.key("state")
-	if res.inUse {
-		w.b = append(w.b, `{"in_use":true}`...)
-	} else {
-		w.b = append(w.b, `{"in_use":false}`...)
+	if st.reported {
+		o.key("state")
+		if st.inUse {
+			w.b = append(w.b, `{"in_use":true}`...)
+		} else {
+			w.b = append(w.b, `{"in_use":false}`...)
+		}
 	}
 	o.str("uuid", res.uuid)
 	o.key("create_timestamp")
@@ -197,33 +227,34 @@ func encodeResource(rd *rdRec, res *resRec) []byte {
 			if i > 0 {
 				w.b = append(w.b, ',')
 			}
-			encodeVolume(w, rd, res, &rd.vds[i])
+			writeVolume(w, rd, res, &rd.vds[i], st, st.alloc[i])
 		}
 		w.b = append(w.b, ']')
 	}
 	o.close()
-	return w.b
 }
 
-func encodeVolume(w *jw, rd *rdRec, res *resRec, v *vdRec) {
-	var alloc int64
-	if res.diskful() {
-		alloc = int64(v.sizeKiB)
-	}
+// writeVolume writes client.Volume for volume v of res; alloc is its
+// allocated size (-1: unknown, left out).
+func writeVolume(w *jw, rd *rdRec, res *resRec, v *vdRec, st *replicaState, alloc int64) {
+	known := max(alloc, 0)
 	dev := "/dev/drbd" + strconv.Itoa(int(v.minor))
-	state := diskState(res)
 	o := w.open()
 	o.num("volume_number", int64(v.nr))
 	o.str("storage_pool_name", res.pool)
 	o.str("provider_kind", string(res.provider))
 	o.str("device_path", dev)
-	o.num("allocated_size_kib", alloc)
+	o.num("allocated_size_kib", known)
 	o.num("usable_size_kib", int64(v.sizeKiB))
 	o.props("props", res.volProps[v.nr])
-	o.key("state")
-	s := w.open()
-	s.str("disk_state", state)
-	s.close()
+	o.strs("flags", res.volFlags)
+	if st.reported {
+		o.key("state")
+		s := w.open()
+		s.str("disk_state", st.disk)
+		writeReplication(&s, st.peers)
+		s.close()
+	}
 	o.key("layer_data_list")
 	w.b = append(w.b, `[{"type":"DRBD","data":{"drbd_volume_definition":`...)
 	dv := w.open()
@@ -232,16 +263,64 @@ func encodeVolume(w *jw, rd *rdRec, res *resRec, v *vdRec) {
 	dv.close()
 	d := obj{w: w, n: 1}
 	d.str("device_path", dev)
-	d.num("allocated_size_kib", alloc)
+	d.num("allocated_size_kib", known)
 	d.num("usable_size_kib", int64(v.sizeKiB))
-	d.str("disk_state", state)
+	d.str("disk_state", st.disk)
 	w.b = append(w.b, `}},{"type":"STORAGE","data":{`...)
-	st := obj{w: w}
-	st.num("volume_number", int64(v.nr))
-	st.num("allocated_size_kib", alloc)
-	st.num("usable_size_kib", alloc)
-	st.str("disk_state", "[]")
+	sd := obj{w: w}
+	sd.num("volume_number", int64(v.nr))
+	sd.num("allocated_size_kib", known)
+	sd.num("usable_size_kib", known)
+	sd.str("disk_state", "[]")
 	w.b = append(w.b, "}}]"...)
 	o.str("uuid", rd.uuid+"-"+res.node+"-"+strconv.Itoa(int(v.nr)))
+	if st.reportAt != "" {
+		writeNotConnected(&o, res.node, st.reportAt)
+	}
 	o.close()
+}
+
+// writeReplication writes linstor-server's replication_states: the DRBD
+// replication state towards each peer (not in golinstor's VolumeState).
+func writeReplication(s *obj, peers []peerState) {
+	if len(peers) == 0 {
+		return
+	}
+	s.key("replication_states")
+	r := s.w.open()
+	for _, p := range peers {
+		r.strKey(p.node)
+		ps := s.w.open()
+		ps.str("replication_state", p.repl)
+		if p.done > 0 {
+			ps.key("done_percentage")
+			ps.w.b = strconv.AppendFloat(ps.w.b, p.done, 'f', -1, 64)
+		}
+		ps.close()
+	}
+	r.close()
+}
+
+// warnNotConnected is LINSTOR's WARN_NOT_CONNECTED, which the REST API
+// sends as a signed 64-bit number.
+var warnNotConnected uint64 = lapiconst.WarnNotConnected
+
+// writeNotConnected writes the report linstor-server attaches to a volume
+// whose satellite it could not ask for the allocated size, stamped with the
+// time of the request.
+func writeNotConnected(o *obj, node, at string) {
+	o.key("reports")
+	w := o.w
+	w.b = append(w.b, '[')
+	r := w.open()
+	r.key("ret_code")
+	w.b = strconv.AppendInt(w.b, int64(warnNotConnected), 10)
+	r.str("message", "No active connection to satellite '"+node+"'")
+	r.key("obj_refs")
+	refs := w.open()
+	refs.str("Node", node)
+	refs.close()
+	r.str("created_at", at)
+	r.close()
+	w.b = append(w.b, ']')
 }

@@ -2,6 +2,7 @@ package linstorsim
 
 import (
 	"testing"
+	"time"
 
 	lapiconst "github.com/LINBIT/golinstor"
 	"github.com/LINBIT/golinstor/client"
@@ -9,7 +10,8 @@ import (
 
 // TestFastEncoderWritesWhatJSONMarshalWrites holds the hand-written encoder
 // to the bytes encoding/json produces for the golinstor types, across
-// replica kinds, health, props needing escapes and several volumes.
+// replica kinds, health, deletion, props needing escapes and several
+// volumes.
 func TestFastEncoderWritesWhatJSONMarshalWrites(t *testing.T) {
 	s := New(Options{})
 	for _, n := range []string{"a", "b", "c", "d"} {
@@ -31,6 +33,10 @@ func TestFastEncoderWritesWhatJSONMarshalWrites(t *testing.T) {
 	must(t, s.st.modifyVolumeProps("pvc-1", "b", 1, propsModify(map[string]string{"Aux/v": "x"})))
 	must(t, s.CreateVolume(VolumeSpec{Name: "empty", SizesKiB: []uint64{1}}))
 	must(t, s.st.deleteVD("empty", 0, simActor))
+	// A replica in its deletion window (realistic mode's).
+	must(t, s.CreateVolume(VolumeSpec{Name: "pvc-3", Diskful: []string{"a", "b"}}))
+	s.st.deleteWindow = time.Hour
+	must(t, s.DeleteReplica("pvc-3", "b"))
 
 	for _, rd := range s.st.sortedRDs() {
 		if got, want := string(encodeRD(rd, false)), string(mustJSON(rdToAPI(rd))); got != want {

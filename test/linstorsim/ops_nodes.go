@@ -61,7 +61,7 @@ func (s *state) addNode(name string, props map[string]string, pools []StoragePoo
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if _, ok := s.nodes[name]; ok {
 		return errExists(lapiconst.FailExistsNode, "node '%s' already exists", name)
@@ -80,7 +80,7 @@ func (s *state) addNode(name string, props map[string]string, pools []StoragePoo
 // it. With force false it refuses while resources remain, like a plain
 // `linstor node delete`.
 func (s *state) removeNode(name string, force bool, who actor) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if _, ok := s.nodes[name]; !ok {
 		return noNode(name)
@@ -113,7 +113,7 @@ func (s *state) removeNode(name string, force bool, who actor) error {
 
 // changeNode replaces a node record with a changed copy.
 func (s *state) changeNode(name string, change func(n *nodeRec) error) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	n, ok := s.nodes[name]
 	if !ok {
@@ -165,7 +165,7 @@ func (s *state) setNodeFlag(name, flag string, on bool) error {
 }
 
 func (s *state) node(name string) (*nodeRec, error) {
-	s.mu.RLock()
+	s.rlock()
 	defer s.mu.RUnlock()
 	n, ok := s.nodes[name]
 	if !ok {

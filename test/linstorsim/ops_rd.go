@@ -22,7 +22,7 @@ func (s *state) createRD(name, rg string, props map[string]string) error {
 	if rg == "" {
 		rg = defaultRG
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if _, ok := s.rds[name]; ok {
 		return errExists(lapiconst.FailExistsRscDfn, "resource definition '%s' already exists", name)
@@ -43,7 +43,7 @@ func (s *state) createRD(name, rg string, props map[string]string) error {
 
 // changeRD replaces a resource definition with a changed copy.
 func (s *state) changeRD(name string, change func(rd *rdRec) error) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	return s.changeRDLocked(name, change)
 }
@@ -76,7 +76,7 @@ func (s *state) modifyRD(name string, m client.ResourceDefinitionModify) error {
 
 // deleteRD removes a resource definition with all its resources.
 func (s *state) deleteRD(name string, who actor) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	rd, ok := s.rds[name]
 	if !ok {
@@ -95,7 +95,7 @@ func (s *state) createVD(rdName string, nr *int32, sizeKiB uint64, props map[str
 	if sizeKiB == 0 {
 		return &APIError{Status: 400, RetCode: lapiconst.FailInvldVlmSize, Message: "volume size must be positive"}
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	return s.changeRDLocked(rdName, func(rd *rdRec) error {
 		var num int32
@@ -169,7 +169,7 @@ func (s *state) deleteVD(rdName string, nr int32, who actor) error {
 }
 
 func (s *state) rd(name string) (*rdRec, error) {
-	s.mu.RLock()
+	s.rlock()
 	defer s.mu.RUnlock()
 	rd, ok := s.rds[name]
 	if !ok {

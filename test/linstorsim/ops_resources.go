@@ -74,8 +74,14 @@ func (s *state) addResourceLocked(rd *rdRec, node string, flags []string, pool s
 	if !ok {
 		return noNode(node)
 	}
-	if _, ok := rd.resource(node); ok {
-		return errExists(lapiconst.FailExistsRsc, "resource '%s' already exists on node '%s'", rd.name, node)
+	if i, ok := rd.resource(node); ok {
+		if rd.res[i].delSeq == 0 {
+			return errExists(lapiconst.FailExistsRsc, "resource '%s' already exists on node '%s'", rd.name, node)
+		}
+		// Being deleted: creating it again undoes that, as in LINSTOR.
+		rd.res[i].revive()
+		rd.res[i].props = applyProps(rd.res[i].props, props, nil, nil)
+		return nil
 	}
 	diskless, fl := disklessFlags(flags)
 	var p poolRec
@@ -122,7 +128,7 @@ func (s *state) deleteResource(rdName, node string, who actor) error {
 		if !ok {
 			return noResource(rdName, node)
 		}
-		rd.res = slices.Delete(rd.res, i, i+1)
+		s.removeReplica(rd, i)
 		return nil
 	})
 	if err != nil {
@@ -151,7 +157,7 @@ func (s *state) modifyResourceProps(rdName, node string, m client.GenericPropsMo
 }
 
 func (s *state) modifyVolumeProps(rdName, node string, nr int32, m client.GenericPropsModify) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	return s.changeRDLocked(rdName, func(rd *rdRec) error {
 		if _, ok := rd.vd(nr); !ok {
@@ -175,7 +181,7 @@ func (s *state) modifyVolumeProps(rdName, node string, nr int32, m client.Generi
 // makeAvailable gives node access to rd: an existing resource is activated
 // (and made diskful on request), otherwise a diskless one is created.
 func (s *state) makeAvailable(rdName, node string, diskful bool) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	return s.changeRDLocked(rdName, func(rd *rdRec) error {
 		i, ok := rd.resource(node)
@@ -187,6 +193,9 @@ func (s *state) makeAvailable(rdName, node string, diskful bool) error {
 			return s.addResourceLocked(rd, node, flags, "", nil)
 		}
 		r := &rd.res[i]
+		if r.delSeq != 0 {
+			r.revive()
+		}
 		r.flags = slices.DeleteFunc(slices.Clone(r.flags), func(f string) bool { return f == lapiconst.FlagRscInactive })
 		if diskful && !r.diskful() {
 			p, err := s.pickPool(s.nodes[node], "", s.groupPools(rd))
@@ -206,7 +215,7 @@ func (s *state) makeAvailable(rdName, node string, diskful bool) error {
 // moveReplica moves rd's diskful replica from one node to another, into a
 // pool of the same name when the target has one.
 func (s *state) moveReplica(rdName, from, to string) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	err := s.changeRDLocked(rdName, func(rd *rdRec) error {
 		return s.moveLocked(rd, from, to)
@@ -228,12 +237,21 @@ func (s *state) moveLocked(rd *rdRec, from, to string) error {
 	if !src.diskful() {
 		return errInvalid("resource '%s' on node '%s' is diskless, nothing to move", rd.name, from)
 	}
+	if src.delSeq != 0 {
+		return errInvalid("resource '%s' on node '%s' is being deleted, nothing to move", rd.name, from)
+	}
 	n, ok := s.nodes[to]
 	if !ok {
 		return noNode(to)
 	}
-	if _, ok := rd.resource(to); ok {
-		return errExists(lapiconst.FailExistsRsc, "resource '%s' already exists on node '%s'", rd.name, to)
+	if j, ok := rd.resource(to); ok {
+		if rd.res[j].delSeq == 0 || !rd.res[j].diskful() {
+			return errExists(lapiconst.FailExistsRsc, "resource '%s' already exists on node '%s'", rd.name, to)
+		}
+		// Moving back onto a replica still being deleted keeps it.
+		rd.res[j].revive()
+		s.removeReplica(rd, i)
+		return nil
 	}
 	want := ""
 	if p, ok := n.pool(src.pool); ok && p.provider != client.DISKLESS {
@@ -243,7 +261,7 @@ func (s *state) moveLocked(rd *rdRec, from, to string) error {
 	if err != nil {
 		return err
 	}
-	rd.res = slices.Delete(rd.res, i, i+1)
+	s.removeReplica(rd, i)
 	res := s.newResource(n, p, slices.DeleteFunc(slices.Clone(src.flags), func(f string) bool {
 		return f == lapiconst.FlagDelete || f == lapiconst.FlagFailedDeployment || f == lapiconst.FlagFailedDisconnect
 	}), time.Now())
@@ -263,7 +281,7 @@ type Move struct {
 // diskful pool) holding the fewest resources, ties by name, so the result
 // depends only on the state. The node is flagged EVACUATE.
 func (s *state) evacuate(node string) ([]Move, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	src, ok := s.nodes[node]
 	if !ok {
@@ -275,7 +293,7 @@ func (s *state) evacuate(node string) ([]Move, error) {
 		for i := range rd.res {
 			load[rd.res[i].node]++
 		}
-		if i, ok := rd.resource(node); ok && rd.res[i].diskful() {
+		if i, ok := rd.resource(node); ok && rd.res[i].diskful() && rd.res[i].delSeq == 0 {
 			affected = append(affected, rd)
 		}
 	}

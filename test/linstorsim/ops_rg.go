@@ -12,7 +12,7 @@ func (s *state) createRG(g client.ResourceGroup) error {
 	if !validName.MatchString(g.Name) {
 		return errInvalid("invalid resource group name '%s'", g.Name)
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if _, ok := s.rgs[g.Name]; ok {
 		return errExists(lapiconst.FailExistsRscGrp, "resource group '%s' already exists", g.Name)
@@ -30,7 +30,7 @@ func (s *state) createRG(g client.ResourceGroup) error {
 // modifyRG applies a resource group modify: set select filter fields
 // replace the stored ones, as LINSTOR does for non-null fields.
 func (s *state) modifyRG(name string, m client.ResourceGroupModify) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	g, ok := s.rgs[name]
 	if !ok {
@@ -79,7 +79,7 @@ func (s *state) modifyRG(name string, m client.ResourceGroupModify) error {
 
 // deleteRG removes a resource group no resource definition uses.
 func (s *state) deleteRG(name string) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if _, ok := s.rgs[name]; !ok {
 		return noRG(name)
@@ -97,7 +97,7 @@ func (s *state) deleteRG(name string) error {
 }
 
 func (s *state) addVolumeGroup(name string, vg client.VolumeGroup) error {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	g, ok := s.rgs[name]
 	if !ok {
@@ -114,7 +114,7 @@ func (s *state) addVolumeGroup(name string, vg client.VolumeGroup) error {
 }
 
 func (s *state) rgByName(name string) (*rgRec, error) {
-	s.mu.RLock()
+	s.rlock()
 	defer s.mu.RUnlock()
 	g, ok := s.rgs[name]
 	if !ok {
@@ -124,7 +124,7 @@ func (s *state) rgByName(name string) (*rgRec, error) {
 }
 
 func (s *state) sortedRGs() []*rgRec {
-	s.mu.RLock()
+	s.rlock()
 	defer s.mu.RUnlock()
 	out := make([]*rgRec, 0, len(s.rgs))
 	for _, g := range s.rgs {
@@ -150,7 +150,7 @@ func (s *state) spawn(rgName string, sp client.ResourceGroupSpawn) error {
 	if !validName.MatchString(name) {
 		return &APIError{Status: 400, RetCode: lapiconst.FailInvldRscName, Message: "invalid resource definition name '" + name + "'"}
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if _, ok := s.rgs[rgName]; !ok {
 		return noRG(rgName)

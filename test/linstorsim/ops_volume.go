@@ -22,7 +22,7 @@ func (s *state) createVolume(spec VolumeSpec) error {
 	if len(sizes) == 0 {
 		sizes = []uint64{defaultVolumeKiB}
 	}
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if _, ok := s.rds[spec.Name]; ok {
 		return errExists(lapiconst.FailExistsRscDfn, "resource definition '%s' already exists", spec.Name)

@@ -60,7 +60,7 @@ type candidate struct {
 // count is reached (or AdditionalPlaceCount more), all or nothing. It
 // returns the nodes it placed on.
 func (s *state) autoplace(rdName string, req client.AutoPlaceRequest) ([]string, error) {
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	var placed []string
 	err := s.changeRDLocked(rdName, func(rd *rdRec) error {

@@ -99,6 +99,13 @@ type resRec struct {
 	created  time.Time
 	uuid     string
 	volProps map[int32]map[string]string
+	// volFlags are the flags of every volume of the resource (LINSTOR
+	// flags them DRBD_DELETE and DELETE with the resource).
+	volFlags []string
+	// delSeq is nonzero while the resource is being deleted in realistic
+	// mode (see deletewindow.go); it ties the pending deletion to this
+	// resource.
+	delSeq uint64
 }
 
 // diskful reports whether the resource keeps data: not diskless in any form.
@@ -106,11 +113,12 @@ func (r *resRec) diskful() bool {
 	return !slices.Contains(r.flags, lapiconst.FlagDiskless)
 }
 
-// live reports whether the resource is neither being deleted nor failed.
+// live reports whether the resource is neither being deleted (in either
+// phase) nor failed.
 func (r *resRec) live() bool {
 	for _, f := range r.flags {
 		switch f {
-		case lapiconst.FlagDelete, lapiconst.FlagFailedDeployment, lapiconst.FlagFailedDisconnect:
+		case lapiconst.FlagDelete, lapiconst.FlagDrbdDelete, lapiconst.FlagFailedDeployment, lapiconst.FlagFailedDisconnect:
 			return false
 		}
 	}

@@ -57,15 +57,21 @@ func writeJSON(w http.ResponseWriter, status int, v any) error {
 // writeArray streams a JSON array of pre-encoded items, so a list of tens of
 // thousands of objects never sits in memory twice.
 func writeArray(w http.ResponseWriter, items [][]byte) error {
+	return writeItems(w, len(items), func(i int) []byte { return items[i] })
+}
+
+// writeItems streams a JSON array of n items, each encoded on demand (the
+// bytes item returns are written before it is called again).
+func writeItems(w http.ResponseWriter, n int, item func(i int) []byte) error {
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusOK)
 	bw := bufio.NewWriterSize(w, 64<<10)
 	_ = bw.WriteByte('[')
-	for i, it := range items {
+	for i := 0; i < n; i++ {
 		if i > 0 {
 			_ = bw.WriteByte(',')
 		}
-		_, _ = bw.Write(it)
+		_, _ = bw.Write(item(i))
 	}
 	_ = bw.WriteByte(']')
 	// The status is out; a failed write means the client went away.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -29,6 +30,16 @@ type Options struct {
 	// PropertyNamespace is where AddNode writes node topology; default
 	// DefaultPropertyNamespace.
 	PropertyNamespace string
+	// Realistic makes the resource lists behave like a real
+	// linstor-server's: running state that changes between requests,
+	// Outdated and Failed disks, the deletion window of removed replicas,
+	// and no resources without volumes in the view (see realistic.go). Off,
+	// every answer repeats the stored state byte for byte.
+	Realistic bool
+	// DeleteWindow is how long a removed replica stays listed in realistic
+	// mode, half of it flagged DRBD_DELETE, then DELETE as well; 0 means
+	// DefaultDeleteWindow, negative removes replicas at once.
+	DeleteWindow time.Duration
 }
 
 // Sim is a running (after Start) LINSTOR REST API simulator. All methods
@@ -45,6 +56,9 @@ type Sim struct {
 	api     *http.ServeMux
 	lists   map[string]bool
 	control *http.ServeMux
+
+	// ticks counts the requests answered with live state (realistic mode).
+	ticks atomic.Uint64
 
 	mu   sync.Mutex
 	srv  *http.Server
@@ -65,6 +79,9 @@ func New(opts Options) *Sim {
 	if opts.RequireClientCert {
 		opts.TLS = true
 	}
+	if opts.Realistic && opts.DeleteWindow == 0 {
+		opts.DeleteWindow = DefaultDeleteWindow
+	}
 	dlog := &deletionLog{}
 	s := &Sim{
 		opts:   opts,
@@ -72,6 +89,9 @@ func New(opts Options) *Sim {
 		dlog:   dlog,
 		faults: &faultSet{},
 		counts: &counters{},
+	}
+	if opts.Realistic {
+		s.st.deleteWindow = opts.DeleteWindow
 	}
 	s.api, s.lists = s.apiMux()
 	s.control = s.controlMux()

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/LINBIT/golinstor/client"
@@ -40,6 +41,17 @@ type state struct {
 
 	// dlog receives every deletion; it has its own lock.
 	dlog *deletionLog
+
+	// deleteWindow, when positive, keeps removed replicas listed for that
+	// long, flagged as LINSTOR flags them while its satellites take them
+	// down (deletewindow.go); pending are those replicas, nextDue the
+	// earliest end of a phase among them (unix nanoseconds, 0 when none).
+	deleteWindow time.Duration
+	pending      []pendingDelete
+	delSeq       uint64
+	nextDue      atomic.Int64
+	// now is the clock of the deletion window (tests set it).
+	now func() time.Time
 }
 
 func newState(dlog *deletionLog) *state {
@@ -53,6 +65,7 @@ func newState(dlog *deletionLog) *state {
 		rdOrderOK: true,
 		nextMinor: 1000,
 		nextPort:  7000,
+		now:       time.Now,
 	}
 	s.rgs[defaultRG] = &rgRec{
 		name:   defaultRG,
@@ -135,7 +148,7 @@ func (s *state) removeRD(rd *rdRec) {
 // sortedRDs returns every resource definition in name order. It takes the
 // lock itself, upgrading to a write lock only when the order must be rebuilt.
 func (s *state) sortedRDs() []*rdRec {
-	s.mu.RLock()
+	s.rlock()
 	if s.rdOrderOK {
 		out := s.collectRDs()
 		s.mu.RUnlock()
@@ -143,7 +156,7 @@ func (s *state) sortedRDs() []*rdRec {
 	}
 	s.mu.RUnlock()
 
-	s.mu.Lock()
+	s.lock()
 	defer s.mu.Unlock()
 	if !s.rdOrderOK {
 		s.rdOrder = s.rdOrder[:0]

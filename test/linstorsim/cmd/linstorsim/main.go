@@ -4,6 +4,7 @@
 //
 //	linstorsim --listen 127.0.0.1:0 --print-url [--tls [--require-client-cert] --client-cert-dir DIR]
 //	           [--property-namespace Aux/topology] [--scenario cluster.yaml]
+//	           [--realistic [--delete-window 2s]]
 package main
 
 import (
@@ -38,6 +39,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	certDir := fs.String("client-cert-dir", "", "with TLS: write ca.crt, tls.crt and tls.key for a client into this directory")
 	ns := fs.String("property-namespace", linstorsim.DefaultPropertyNamespace, "namespace of the node topology properties")
 	scenario := fs.String("scenario", "", "YAML or JSON scenario to preload (nodes, resourceGroups, volumes, generate)")
+	realistic := fs.Bool("realistic", false, "answer like a real linstor-server: running state that changes between requests, Outdated and Failed disks, a deletion window for removed replicas")
+	deleteWindow := fs.Duration("delete-window", linstorsim.DefaultDeleteWindow, "with --realistic: how long a removed replica stays listed (DRBD_DELETE, then DELETE); 0: the default, negative: none")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,6 +53,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		TLS:               *useTLS,
 		RequireClientCert: *requireCert,
 		PropertyNamespace: *ns,
+		Realistic:         *realistic,
+		DeleteWindow:      *deleteWindow,
 	})
 	if *scenario != "" {
 		if err := sim.LoadScenarioFile(*scenario); err != nil {

@@ -100,6 +100,16 @@ func TestRunPrintsURLFirstAndServesTheScenario(t *testing.T) {
 	}
 }
 
+func TestRunRealisticSetsTheModeAndDeleteWindow(t *testing.T) {
+	url, stop := startRun(t, "--print-url", "--realistic", "--delete-window", "3s")
+	defer func() { _ = stop() }()
+	var info map[string]any
+	getJSON(t, http.DefaultClient, url+"/_sim/info", &info)
+	if info["realistic"] != true || info["deleteWindow"] != "3s" {
+		t.Errorf("info = %v", info)
+	}
+}
+
 func TestRunWithRequiredClientCertsWritesClientFiles(t *testing.T) {
 	dir := t.TempDir()
 	url, stop := startRun(t, "--print-url", "--require-client-cert", "--client-cert-dir", dir)
