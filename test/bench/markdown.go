@@ -87,8 +87,8 @@ func (r report) markdown() string {
 	var b strings.Builder
 	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	w("# Benchmark report\n\n")
-	w("Written by `make bench` (`go run ./test/bench`) on %s; the run took %s. Machine: %s CPUs (%s), %s memory, Linux %s, %s; commit %s.\n\n",
-		r.Started.Format("2006-01-02 15:04 UTC"), r.Took, r.Machine["nproc"], r.Machine["cpu"], r.Machine["memory"], r.Machine["kernel"], r.Machine["go"], r.Machine["commit"])
+	w("Written by `make bench` (`go run ./test/bench`) on %s; the run took %s. Machine: %s CPUs (%s), %s memory, Linux %s, %s, load average %s when it began; commit %s.\n\n",
+		r.Started.Format("2006-01-02 15:04 UTC"), r.Took, r.Machine["nproc"], r.Machine["cpu"], r.Machine["memory"], r.Machine["kernel"], r.Machine["go"], r.Machine["loadavg"], r.Machine["commit"])
 	r.writeBed(w)
 
 	w("## Figures\n\n")

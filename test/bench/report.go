@@ -72,6 +72,11 @@ func machine() map[string]string {
 			m["memory"] = strings.Join(strings.Fields(line)[1:], " ")
 		}
 	}
+	if raw, err := os.ReadFile("/proc/loadavg"); err == nil {
+		if f := strings.Fields(string(raw)); len(f) >= 3 {
+			m["loadavg"] = strings.Join(f[:3], " ")
+		}
+	}
 	if out, err := exec.Command("uname", "-r").Output(); err == nil {
 		m["kernel"] = strings.TrimSpace(string(out))
 	}
