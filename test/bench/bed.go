@@ -12,11 +12,13 @@ import (
 	"sync"
 	"time"
 
+	lapiconst "github.com/LINBIT/golinstor"
 	lapi "github.com/LINBIT/golinstor/client"
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/utils/ptr"
 
@@ -32,6 +34,10 @@ const (
 	paramKey   = "linstor.csi.linbit.com/allowRemoteVolumeAccess"
 	nodeCount  = 100
 	zoneCount  = 5
+	// departingCount LINSTOR nodes, node-100 and up, are being rotated out:
+	// their Kubernetes Nodes are gone, LINSTOR places nothing new on them
+	// (AutoplaceTarget=false), and the volumes with a claim start there.
+	departingCount = 10
 )
 
 // policy is one of the three remote access policies of the bench's
@@ -52,12 +58,19 @@ var policyParam = map[policy]string{
 }
 
 // volume is one bench volume: its LINSTOR resource definition, its PV and
-// where its diskful replicas are.
+// where its diskful replicas are. A volume with a claim has a strict policy
+// and one replica, on a departing node until blockedPods moves it: a pod
+// using the claim fits only the node of its replica, and none while the
+// PV's affinity names the departing node.
 type volume struct {
 	name   string
 	policy policy
 	nodes  []string
+	claim  bool
 }
+
+// claimName is the PVC of a volume with a claim (and the claimRef of every PV).
+func (v *volume) claimName() string { return "data-" + v.name }
 
 func nodeName(i int) string { return fmt.Sprintf("node-%03d", i) }
 func zoneOf(node string) string {
@@ -125,23 +138,38 @@ func slicesCompact(s []string) []string {
 }
 
 // bed is the bench's test bed: the real control plane (etcd, kube-apiserver
-// with MutablePVNodeAffinity), the LINSTOR simulator, N static PVs, and the
-// sidecar as a separate process in standalone mode.
+// with MutablePVNodeAffinity, kube-scheduler), the LINSTOR simulator, a
+// Kubernetes Node for each LINSTOR node, N static PVs (some with a bound
+// claim), and the sidecar as a separate process in standalone mode.
 type bed struct {
-	n       int
-	cluster *cluster.Cluster
-	sim     *linstorsim.Sim
-	kube    kubernetes.Interface
-	vols    []*volume
-	byName  map[string]*volume
-	sidecar *sidecarProc
-	binary  string
-	logf    func(string, ...any)
-	rng     *rand.Rand
+	n         int
+	cluster   *cluster.Cluster
+	sim       *linstorsim.Sim
+	realistic bool // the simulator runs in its realistic mode
+	kube      kubernetes.Interface
+	vols      []*volume
+	byName    map[string]*volume
+	sidecar   *sidecarProc
+	binary    string
+	logf      func(string, ...any)
+
+	mu  sync.Mutex // guards rng and the volumes' nodes while moves run concurrently
+	rng *rand.Rand
 }
 
-func startBed(ctx context.Context, n int, binary, logDir string, realistic bool, logf func(string, ...any)) (*bed, error) {
-	c, err := cluster.Start(ctx, cluster.Options{MutablePVNodeAffinity: true, NoControllerManager: true, NoScheduler: true, LogDir: logDir})
+// simOptions is the one place the bench configures the simulator. It
+// returns whether the realistic mode (volatile state fields and timestamps
+// that change between requests, a DRBD_DELETE window, Outdated and Failed
+// disks, resources without volumes left out of the view) is on, for the
+// report.
+func simOptions(realistic bool) (linstorsim.Options, bool) {
+	return linstorsim.Options{PropertyNamespace: propNS, Realistic: realistic}, realistic
+}
+
+// startBed starts the bed with n volumes, the first claims of which have a
+// claim (see volume).
+func startBed(ctx context.Context, n, claims int, realistic bool, binary, logDir string, logf func(string, ...any)) (*bed, error) {
+	c, err := cluster.Start(ctx, cluster.Options{MutablePVNodeAffinity: true, NoControllerManager: true, LogDir: logDir})
 	if err != nil {
 		return nil, err
 	}
@@ -152,12 +180,13 @@ func startBed(ctx context.Context, n int, binary, logDir string, realistic bool,
 		_ = c.Stop()
 		return nil, err
 	}
-	b.sim = linstorsim.New(linstorsim.Options{PropertyNamespace: propNS, Realistic: realistic})
+	opts, on := simOptions(realistic)
+	b.sim, b.realistic = linstorsim.New(opts), on
 	if err := b.sim.Start(); err != nil {
 		_ = c.Stop()
 		return nil, err
 	}
-	if err := b.populate(ctx); err != nil {
+	if err := b.populate(ctx, claims); err != nil {
 		_ = b.stop()
 		return nil, err
 	}
@@ -183,22 +212,43 @@ func (b *bed) stop() error {
 	return nil
 }
 
-// populate creates 100 nodes in 5 zones, N volumes with 2 or 3 diskful
-// replicas on distinct nodes (policies: half strict, a quarter zone, a
-// quarter anywhere), the StorageClasses, and one in-sync static PV per volume.
-func (b *bed) populate(ctx context.Context) error {
+// populate creates 100 nodes in 5 zones, in LINSTOR and as Kubernetes
+// Nodes, and the departing nodes in LINSTOR only; N volumes: the first
+// claims strict with one replica on a departing node and a bound claim, the
+// others with 2 or 3 diskful replicas on distinct nodes (policies: half
+// strict, a quarter zone, a quarter anywhere); the StorageClasses; and one
+// in-sync static PV per volume.
+func (b *bed) populate(ctx context.Context, claims int) error {
 	start := time.Now()
-	for i := 0; i < nodeCount; i++ {
+	pool := linstorsim.StoragePool{Name: "thin", Provider: lapi.LVM_THIN, TotalKiB: 64 << 30}
+	for i := 0; i < nodeCount+departingCount; i++ {
 		name := nodeName(i)
-		if err := b.sim.AddNode(name, map[string]string{propNS + "/" + zoneKey: zoneOf(name)}, linstorsim.StoragePool{Name: "thin", Provider: lapi.LVM_THIN, TotalKiB: 64 << 30}); err != nil {
+		props := map[string]string{propNS + "/" + zoneKey: zoneOf(name)}
+		if i >= nodeCount {
+			props[lapiconst.KeyAutoplaceAllowTarget] = "false"
+		}
+		if err := b.sim.AddNode(name, props, pool); err != nil {
 			return err
 		}
 	}
+	// What the kubelet and LINSTOR CSI's node plugin would label a node
+	// with: the topology the PVs' affinity names.
+	if err := parallel(ctx, 8, nodeCount, func(ctx context.Context, i int) error {
+		name := nodeName(i)
+		_, err := cluster.CreateReadyNode(ctx, b.kube, name, map[string]string{hostKey: name, zoneKey: zoneOf(name)})
+		return err
+	}); err != nil {
+		return err
+	}
 	policies := []policy{strict, strict, zonal, anywhere}
 	for i := 0; i < b.n; i++ {
-		v := &volume{name: fmt.Sprintf("pvc-%08d", i), policy: policies[i%len(policies)]}
-		for _, k := range b.rng.Perm(nodeCount)[:2+i%2] {
-			v.nodes = append(v.nodes, nodeName(k))
+		v := &volume{name: fmt.Sprintf("pvc-%08d", i), policy: policies[i%len(policies)], claim: i < claims}
+		if v.claim {
+			v.policy, v.nodes = strict, []string{nodeName(nodeCount + i%departingCount)}
+		} else {
+			for _, k := range b.rng.Perm(nodeCount)[:2+i%2] {
+				v.nodes = append(v.nodes, nodeName(k))
+			}
 		}
 		sort.Strings(v.nodes)
 		if err := b.sim.CreateVolume(linstorsim.VolumeSpec{Name: v.name, Diskful: v.nodes}); err != nil {
@@ -218,19 +268,31 @@ func (b *bed) populate(ctx context.Context) error {
 			return fmt.Errorf("create storage class %s: %w", p, err)
 		}
 	}
-	b.logf("N=%d: %d LINSTOR volumes on %d nodes in %v", b.n, b.n, nodeCount, time.Since(start).Round(time.Millisecond))
+	b.logf("N=%d: %d LINSTOR volumes on %d nodes (and their Kubernetes Nodes) and %d departing nodes in %v", b.n, b.n, nodeCount, departingCount, time.Since(start).Round(time.Millisecond))
 	start = time.Now()
 	if err := parallel(ctx, 16, len(b.vols), func(ctx context.Context, i int) error { return b.createPV(ctx, b.vols[i]) }); err != nil {
 		return err
 	}
-	b.logf("N=%d: %d static PVs created in %v", b.n, b.n, time.Since(start).Round(time.Millisecond))
+	b.logf("N=%d: %d static PVs (%d with a bound claim) created in %v", b.n, b.n, claims, time.Since(start).Round(time.Millisecond))
 	return nil
 }
 
 // createPV creates a PV as the external-provisioner would have, bound to a
-// claim (claimRef; no claim object: no PV binder runs in the bench bed) and
-// with the pv-protection finalizer the controller-manager would have added.
+// claim, with the pv-protection finalizer the controller-manager would have
+// added. No PV binder runs in the bed: a volume without a claim has only
+// the claimRef; one with a claim gets its PVC first, pre-bound as the
+// binder leaves it (spec.volumeName, bind-completed, phase Bound), and the
+// PV's claimRef carries the claim's UID, so the scheduler's VolumeBinding
+// takes the two as bound.
 func (b *bed) createPV(ctx context.Context, v *volume) error {
+	ref := &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: metav1.NamespaceDefault, Name: v.claimName()}
+	if v.claim {
+		uid, err := b.createBoundClaim(ctx, v)
+		if err != nil {
+			return err
+		}
+		ref.UID = uid
+	}
 	pv := &corev1.PersistentVolume{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:        v.name,
@@ -244,7 +306,7 @@ func (b *bed) createPV(ctx context.Context, v *volume) error {
 			StorageClassName:              string(v.policy),
 			VolumeMode:                    ptr.To(corev1.PersistentVolumeFilesystem),
 			NodeAffinity:                  expectedAffinity(v.policy, v.nodes),
-			ClaimRef:                      &corev1.ObjectReference{Kind: "PersistentVolumeClaim", APIVersion: "v1", Namespace: "default", Name: "data-" + v.name},
+			ClaimRef:                      ref,
 			PersistentVolumeSource: corev1.PersistentVolumeSource{CSI: &corev1.CSIPersistentVolumeSource{
 				Driver: driverName, VolumeHandle: v.name, FSType: "ext4",
 				VolumeAttributes: map[string]string{"storage.kubernetes.io/csiProvisionerIdentity": "bench"},
@@ -255,6 +317,34 @@ func (b *bed) createPV(ctx context.Context, v *volume) error {
 		return fmt.Errorf("create PV %s: %w", v.name, err)
 	}
 	return nil
+}
+
+// createBoundClaim creates v's PVC bound to its PV and returns its UID.
+func (b *bed) createBoundClaim(ctx context.Context, v *volume) (types.UID, error) {
+	size := corev1.ResourceList{corev1.ResourceStorage: resource.MustParse("1Gi")}
+	modes := []corev1.PersistentVolumeAccessMode{corev1.ReadWriteOnce}
+	pvc := &corev1.PersistentVolumeClaim{
+		ObjectMeta: metav1.ObjectMeta{
+			Name: v.claimName(), Namespace: metav1.NamespaceDefault,
+			Annotations: map[string]string{"pv.kubernetes.io/bind-completed": "yes"},
+		},
+		Spec: corev1.PersistentVolumeClaimSpec{
+			AccessModes:      modes,
+			StorageClassName: ptr.To(string(v.policy)),
+			VolumeName:       v.name,
+			Resources:        corev1.VolumeResourceRequirements{Requests: size},
+		},
+	}
+	claims := b.kube.CoreV1().PersistentVolumeClaims(metav1.NamespaceDefault)
+	created, err := claims.Create(ctx, pvc, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("create claim %s: %w", pvc.Name, err)
+	}
+	created.Status = corev1.PersistentVolumeClaimStatus{Phase: corev1.ClaimBound, AccessModes: modes, Capacity: size}
+	if _, err := claims.UpdateStatus(ctx, created, metav1.UpdateOptions{}); err != nil {
+		return "", fmt.Errorf("claim %s: status Bound: %w", pvc.Name, err)
+	}
+	return created.UID, nil
 }
 
 // parallel runs fn(0..n-1) on workers goroutines, stopping at the first error.

@@ -1,10 +1,12 @@
 // Command bench measures the sidecar on the local test bed at scale: N static
-// PVs on 100 LINSTOR nodes (real etcd and kube-apiserver, the LINSTOR REST
-// simulator, the sidecar as its own process), and writes bench/REPORT.md, a
-// JSON file of the figures and a PNG plot of convergence latency against N.
+// PVs on 100 LINSTOR nodes (real etcd, kube-apiserver and kube-scheduler,
+// the LINSTOR REST simulator, the sidecar as its own process with its
+// default flags), and writes bench/REPORT.md, a JSON file of the figures and
+// a PNG plot of the time from a replica move to the blocked pod scheduled,
+// against N.
 //
-//	go run ./test/bench                  # N = 1000 and 10000, as make bench does
-//	go run ./test/bench -n 1000 -k 20    # a quick look
+//	go run ./test/bench                              # N = 1000, 10000 and 50000, as make bench does
+//	go run ./test/bench -n 1000 -k 20 -quiet 4m      # a quick look
 package main
 
 import (
@@ -18,6 +20,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -29,30 +32,38 @@ type options struct {
 	ns           []int
 	k            int
 	moveInterval time.Duration
-	steady       time.Duration
+	quiet        time.Duration
+	replay       time.Duration
+	before       bool
+	beforeMaxN   int
+	beforeQuiet  time.Duration
 	burst        int
 	burstMinN    int
+	realistic    bool
 	out          string
 	logDir       string
 	profile      bool
 	goBench      bool
-	realistic    bool
 }
 
 func main() {
 	var o options
 	var ns string
-	flag.StringVar(&ns, "n", "1000,10000", "Comma-separated numbers of PVs, one bed each.")
-	flag.IntVar(&o.k, "k", 100, "Replica moves per convergence run.")
-	flag.DurationVar(&o.moveInterval, "move-interval", 1100*time.Millisecond, "Pause between two moves; keeps under the default --max-repairs-per-minute=60.")
-	flag.DurationVar(&o.steady, "steady", 30*time.Second, "Steady-state measuring window.")
-	flag.IntVar(&o.burst, "burst", 1000, "PVs to drift at once by evacuating nodes.")
-	flag.IntVar(&o.burstMinN, "burst-min-n", 5000, "Run the burst only for N at least this (smaller beds have too few strict volumes).")
-	flag.StringVar(&o.out, "out", "bench", "Directory for REPORT.md, results.json and convergence.png (relative to the repository root).")
+	flag.StringVar(&ns, "n", "1000,10000,50000", "Comma-separated numbers of PVs, one bed each.")
+	flag.IntVar(&o.k, "k", 100, "Replica moves with a pending pod per sidecar configuration (a), and moves without a pod (c).")
+	flag.DurationVar(&o.moveInterval, "move-interval", 1500*time.Millisecond, "Pause between two moves with a pod (a).")
+	flag.DurationVar(&o.quiet, "quiet", 5*time.Minute, "Quiet window (b, d): the sidecar is measured over the whole periods of its full read that fit in it, at least 2.")
+	flag.DurationVar(&o.replay, "replay", 2*time.Minute, "Window of the replay of upstream's request schedule (b); the schedule repeats every minute.")
+	flag.BoolVar(&o.before, "before", true, "Also measure (a) and (b) with 3-second polling (--reconcile-rate=3s --repair-blocked-pods=false), the row \"before: 3 s polling\".")
+	flag.IntVar(&o.beforeMaxN, "before-max-n", 10000, "Measure \"before: 3 s polling\" only for N up to this.")
+	flag.DurationVar(&o.beforeQuiet, "before-quiet", time.Minute, "Quiet window of \"before: 3 s polling\".")
+	flag.IntVar(&o.burst, "burst", 1000, "PVs to drift at once by evacuating nodes (e).")
+	flag.IntVar(&o.burstMinN, "burst-min-n", 5000, "Run the burst only for N at least this (smaller beds have too few volumes).")
+	flag.BoolVar(&o.realistic, "realistic", true, "Run the LINSTOR simulator in its realistic mode (answers that change between requests, deletion windows; see test/linstorsim/README.md).")
+	flag.StringVar(&o.out, "out", "bench", "Directory for REPORT.md, results.json and pod-scheduled.png (relative to the repository root).")
 	flag.StringVar(&o.logDir, "log-dir", "", "Keep component logs here; empty: a temp dir, removed.")
-	flag.BoolVar(&o.profile, "profile", true, "Take CPU profiles of the sidecar (steady state, burst) and a heap profile for the report.")
+	flag.BoolVar(&o.profile, "profile", true, "Take CPU profiles of the sidecar (a quiet full read, the in-place burst) and a heap profile for the report.")
 	flag.BoolVar(&o.goBench, "gobench", true, "Run the Go benchmarks of package sidecar first and put them in the report.")
-	flag.BoolVar(&o.realistic, "realistic", false, "Run the LINSTOR simulator in its realistic mode (answers that change between requests, deletion windows; see test/linstorsim/README.md).")
 	flag.Parse()
 	for _, f := range strings.Split(ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
@@ -97,7 +108,11 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	rep := report{Machine: machine(), Options: o.describe(), Started: began.UTC()}
+	period, err := flagDefault(ctx, binary, "reconcile-rate")
+	if err != nil {
+		return err
+	}
+	rep := report{Machine: machine(), Options: o.describe(), Started: began.UTC(), Period: period.String()}
 	if o.goBench {
 		logf("running the Go benchmarks of package sidecar")
 		cmd := exec.CommandContext(ctx, "go", "test", "-run=^$", "-bench=.", "-benchmem", "./sidecar/")
@@ -110,14 +125,14 @@ func run(ctx context.Context, o options) error {
 		fmt.Fprint(os.Stderr, rep.GoBench)
 	}
 	for _, n := range o.ns {
-		r, err := runN(ctx, o, n, binary, tmp)
+		r, err := runN(ctx, o, n, binary, tmp, period)
 		if err != nil {
 			return fmt.Errorf("n=%d: %w", n, err)
 		}
 		rep.Runs = append(rep.Runs, r)
 	}
 	rep.Took = time.Since(began).Round(time.Second).String()
-	if err := writePlot(filepath.Join(out, "convergence.png"), rep.Runs); err != nil {
+	if err := writePlot(filepath.Join(out, "pod-scheduled.png"), rep.Runs); err != nil {
 		return fmt.Errorf("plot: %w", err)
 	}
 	raw, err := json.MarshalIndent(rep, "", "  ")
@@ -130,20 +145,39 @@ func run(ctx context.Context, o options) error {
 	if err := os.WriteFile(filepath.Join(out, "REPORT.md"), []byte(rep.markdown()), 0o644); err != nil {
 		return err
 	}
-	logf("wrote %s/REPORT.md, results.json, convergence.png in %v", out, time.Since(began).Round(time.Second))
+	logf("wrote %s/REPORT.md, results.json, pod-scheduled.png in %v", out, time.Since(began).Round(time.Second))
 	return nil
 }
 
-func runN(ctx context.Context, o options, n int, binary, tmp string) (runResult, error) {
-	r := runResult{N: n, Convergence: map[string]convResult{}, Burst: map[string]burstResult{}}
+// beforeArgs are the flags of "before: 3 s polling": the sidecar as it was
+// before demand-driven repair.
+var beforeArgs = []string{"--reconcile-rate=3s", "--repair-blocked-pods=false"}
+
+const beforePeriod = 3 * time.Second
+
+// runN runs every measurement on one bed of n PVs. period is the sidecar's
+// default --reconcile-rate.
+func runN(ctx context.Context, o options, n int, binary, tmp string, period time.Duration) (runResult, error) {
+	r := runResult{N: n, Quiet: map[string]quietResult{}, Pods: map[string]podResult{}, Burst: map[string]burstResult{}, Phases: map[string]float64{}}
 	logDir := ""
 	if o.logDir != "" {
 		logDir = filepath.Join(o.logDir, fmt.Sprintf("n%d", n))
 	}
-	sctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	sctx, cancel := context.WithTimeout(ctx, 45*time.Minute)
 	defer cancel()
-	start := time.Now()
-	b, err := startBed(sctx, n, binary, logDir, o.realistic, logf)
+	phaseStart := time.Now()
+	phase := func(name string) {
+		r.Phases[name] += time.Since(phaseStart).Seconds()
+		logf("N=%d: %s took %v", n, name, time.Since(phaseStart).Round(time.Second))
+		phaseStart = time.Now()
+	}
+	before := o.before && n <= o.beforeMaxN
+	claims := o.k + o.k/5 + 5
+	if before {
+		claims += o.k
+	}
+	r.Claims = min(claims, n/2)
+	b, err := startBed(sctx, n, r.Claims, o.realistic, binary, logDir, logf)
 	if err != nil {
 		return r, err
 	}
@@ -152,7 +186,15 @@ func runN(ctx context.Context, o options, n int, binary, tmp string) (runResult,
 			logf("%v", err)
 		}
 	}()
-	r.SetupSeconds = time.Since(start).Seconds()
+	r.Realistic = b.realistic
+	phase("setup")
+
+	// (b) upstream's schedule, before any sidecar runs.
+	if r.Replay, err = replayUpstream(sctx, b.sim, o.replay); err != nil {
+		return r, err
+	}
+	logf("N=%d: replay of upstream's schedule: %.0f requests, %.1f MB per minute", n, r.Replay.requestsPerMinute(), r.Replay.bytesPerMinute()/1e6)
+	phase("replay")
 
 	// Startup: process start to the end of the first complete cycle, with
 	// every PV in sync (the sidecar must still read and decide all of them).
@@ -167,94 +209,129 @@ func runN(ctx context.Context, o options, n int, binary, tmp string) (runResult,
 	r.StartupSeconds = first.Sub(s.started).Seconds()
 	logf("N=%d: first complete reconcile %.2fs after process start", n, r.StartupSeconds)
 
-	// Steady state: let startup garbage settle for a few cycles first.
-	time.Sleep(10 * time.Second)
-	if r.Steady, err = b.measureSteady(sctx, o.steady); err != nil {
+	// (b), (d): the quiet window, with the API server's PV latency as the
+	// baseline of the burst's, and a CPU profile of its last period.
+	profiled := make(chan error, 1)
+	profiled <- nil
+	lastPeriod := func() {
+		if !o.profile {
+			return
+		}
+		<-profiled
+		go func() {
+			var err error
+			r.QuietProfile, err = b.profile(sctx, int((period+5*time.Second)/time.Second), filepath.Join(tmp, fmt.Sprintf("quiet-%d.pprof", n)), nil)
+			profiled <- err
+		}()
+	}
+	r.APIQuiet, err = b.pvLatency(sctx, func() error {
+		q, err := b.measureQuiet(sctx, o.quiet, period, lastPeriod)
+		r.Quiet["default"] = q
+		return err
+	})
+	if err != nil {
 		return r, err
 	}
-	logf("N=%d: steady %+v", n, r.Steady)
+	if err := <-profiled; err != nil {
+		return r, err
+	}
+	logf("N=%d: quiet %+v", n, r.Quiet["default"])
 	if o.profile {
-		if r.SteadyProfile, err = b.profile(sctx, 20, filepath.Join(tmp, fmt.Sprintf("steady-%d.pprof", n)), nil); err != nil {
-			return r, err
-		}
-		if r.SteadyHeap, err = b.heapTop(sctx, filepath.Join(tmp, fmt.Sprintf("heap-%d.pprof", n))); err != nil {
+		if r.QuietHeap, err = b.heapTop(sctx, filepath.Join(tmp, fmt.Sprintf("heap-%d.pprof", n))); err != nil {
 			return r, err
 		}
 	}
+	phase("quiet")
 
-	used := map[string]bool{}
-	convergence := func(method string) error {
-		lat, missing, err := b.convergence(sctx, o.k, o.moveInterval, used)
-		if err != nil {
-			return err
+	// (a) and (c) at the same time: moves with a pod, and moves without one
+	// spread over one period of the full read that repairs them.
+	usedClaims, usedMoves := map[string]bool{}, map[string]bool{}
+	var wg sync.WaitGroup
+	var uerr error
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		r.Unattended, uerr = b.unattended(sctx, o.k, period/time.Duration(max(o.k, 1)), period+time.Minute, usedMoves)
+	}()
+	r.Pods["default"], err = b.blockedPods(sctx, o.k, o.moveInterval, period+time.Minute, usedClaims, "pod")
+	wg.Wait()
+	if err != nil {
+		return r, err
+	}
+	if uerr != nil {
+		return r, uerr
+	}
+	logf("N=%d: pod scheduled after a move %+v; unattended volumes %+v", n, r.Pods["default"], r.Unattended)
+	phase("pods and unattended moves")
+
+	if before {
+		if err := b.stopSidecar(); err != nil {
+			return r, err
 		}
-		r.Convergence[method] = convResult{K: o.k, IntervalSeconds: o.moveInterval.Seconds(), Latency: summarize(lat), Missing: len(missing)}
-		logf("N=%d: convergence %s %+v, %d not repaired", n, method, summarize(lat), len(missing))
-		return nil
-	}
-	// Default settings: --repair-method=auto finds in-place updates allowed.
-	if err := convergence("in-place"); err != nil {
-		return r, err
-	}
-	if err := b.stopSidecar(); err != nil {
-		return r, err
-	}
-	if s, err = b.startSidecar(sctx, "sidecar-recreate", "--repair-method=recreate"); err != nil {
-		return r, err
-	}
-	if _, err := s.firstReconcile(sctx); err != nil {
-		return r, err
-	}
-	if err := convergence("recreate"); err != nil {
-		return r, err
+		if s, err = b.startSidecar(sctx, "sidecar-before", beforeArgs...); err != nil {
+			return r, err
+		}
+		if _, err := s.firstReconcile(sctx); err != nil {
+			return r, err
+		}
+		if r.Quiet["before"], err = b.measureQuiet(sctx, o.beforeQuiet, beforePeriod, nil); err != nil {
+			return r, err
+		}
+		if r.Pods["before"], err = b.blockedPods(sctx, o.k, o.moveInterval, time.Minute, usedClaims, "before"); err != nil {
+			return r, err
+		}
+		logf("N=%d: before: quiet %+v; pods %+v", n, r.Quiet["before"], r.Pods["before"])
+		phase("before: 3 s polling")
 	}
 
 	if n >= o.burstMinN {
 		firstNode := 0
-		burst := func(method string, args ...string) error {
-			if err := b.stopSidecar(); err != nil {
-				return err
+		for _, m := range []struct {
+			method string
+			args   []string
+		}{{"in-place", nil}, {"recreate", []string{"--repair-method=recreate"}}} {
+			out := ""
+			if o.profile && m.method == "in-place" {
+				out = filepath.Join(tmp, fmt.Sprintf("burst-%d.pprof", n))
 			}
-			// The burst lifts the repair rate limit (see the report).
-			s, err := b.startSidecar(sctx, "sidecar-burst-"+method, append([]string{"--max-repairs-per-minute=0"}, args...)...)
+			res, err := b.burst(sctx, "sidecar-burst-"+m.method, m.args, o.burst, firstNode, 3*time.Minute, out)
 			if err != nil {
-				return err
-			}
-			if _, err := s.firstReconcile(sctx); err != nil {
-				return err
-			}
-			time.Sleep(3 * time.Second)
-			var res burstResult
-			run := func() {
-				var lat []time.Duration
-				var missing []string
-				var all time.Duration
-				res.Drifted, all, lat, missing, res.NodesEvacuated, res.err = b.burst(sctx, o.burst, firstNode, 3*time.Minute)
-				res.AllSeconds, res.Latency, res.Missing = all.Seconds(), summarize(lat), len(missing)
-			}
-			if o.profile && method == "in-place" {
-				top, err := b.profile(sctx, 20, filepath.Join(tmp, fmt.Sprintf("burst-%d.pprof", n)), run)
-				if err != nil {
-					return err
-				}
-				r.BurstProfile = top
-			} else {
-				run()
-			}
-			if res.err != nil {
-				return res.err
+				return r, fmt.Errorf("burst %s: %w", m.method, err)
 			}
 			firstNode += res.NodesEvacuated
-			r.Burst[method] = res
-			logf("N=%d: burst %s: %d PVs drifted (%d nodes evacuated), all repaired after %.1fs, %d not repaired", n, method, res.Drifted, res.NodesEvacuated, res.AllSeconds, res.Missing)
-			return nil
+			r.Burst[m.method] = res
+			logf("N=%d: burst %s: %d PVs drifted (%d nodes evacuated), all repaired %.1fs after the full read began, %d not repaired", n, m.method, res.Drifted, res.NodesEvacuated, res.Seconds, res.Missing)
 		}
-		if err := burst("recreate", "--repair-method=recreate"); err != nil {
-			return r, err
-		}
-		if err := burst("in-place"); err != nil {
-			return r, err
-		}
+		phase("bursts")
 	}
 	return r, nil
+}
+
+// flagDefault asks the sidecar binary for the default of one of its
+// duration flags (from -h), so the bench knows the period it runs with.
+func flagDefault(ctx context.Context, binary, name string) (time.Duration, error) {
+	out, _ := exec.CommandContext(ctx, binary, "-h").CombinedOutput()
+	d, err := durationDefault(string(out), name)
+	if err != nil {
+		return 0, fmt.Errorf("%s -h: %w", binary, err)
+	}
+	return d, nil
+}
+
+// durationDefault finds the default of duration flag name in the usage
+// text of Go's flag package ("  -name duration\n    \tUsage. (default 2m0s)").
+func durationDefault(usage, name string) (time.Duration, error) {
+	_, rest, ok := strings.Cut(usage, "  -"+name+" ")
+	if !ok {
+		return 0, fmt.Errorf("no flag -%s", name)
+	}
+	if next := strings.Index(rest, "\n  -"); next >= 0 {
+		rest = rest[:next]
+	}
+	_, def, ok := strings.Cut(rest, "(default ")
+	if !ok {
+		return 0, fmt.Errorf("flag -%s has no default", name)
+	}
+	def, _, _ = strings.Cut(def, ")")
+	return time.ParseDuration(def)
 }

@@ -55,21 +55,7 @@ func sum(fams map[string]*dto.MetricFamily, name string, match map[string]string
 	}
 	var total float64
 	for _, m := range f.Metric {
-		ok := true
-		for k, want := range match {
-			got := ""
-			for _, l := range m.Label {
-				if l.GetName() == k {
-					got = l.GetValue()
-				}
-			}
-			if neg, isNeg := strings.CutPrefix(want, "!"); isNeg {
-				ok = ok && got != neg
-			} else {
-				ok = ok && got == want
-			}
-		}
-		if !ok {
+		if !labelsMatch(m, match) {
 			continue
 		}
 		switch {
@@ -136,99 +122,21 @@ func procMem(pid int) (rss, hwm, anon, file int64, err error) {
 	return rss, hwm, anon, file, nil
 }
 
-// steadyResult is the cost of reconcile cycles in which nothing changes.
-type steadyResult struct {
-	Cycles             float64 `json:"cycles"`
-	Seconds            float64 `json:"seconds"`
-	LinstorPerCycle    float64 `json:"linstorRequestsPerCycle"`
-	LinstorRoutes      map[string]int64
-	KubePerCycle       float64 `json:"kubeRequestsPerCycle"`
-	KubeLeasePerCycle  float64 `json:"kubeLeaseRequestsPerCycle"`
-	KubeAllPerCycle    float64 `json:"kubeAllRequestsPerCycle"`
-	CPUPerCycleMs      float64 `json:"cpuPerCycleMs"`
-	CPUPercent         float64 `json:"cpuPercent"`
-	RSSMiB             float64 `json:"rssMiB"`
-	PeakRSSMiB         float64 `json:"peakRssMiB"`
-	RSSAnonMiB         float64 `json:"rssAnonMiB"`
-	RSSFileMiB         float64 `json:"rssFileMiB"`
-	HeapInuseMiB       float64 `json:"heapInuseMiB"`
-	CycleDurationMsAvg float64 `json:"cycleDurationMsAvg"`
-}
-
-// measureSteady lets the sidecar run for window with nothing changing and
-// divides what it cost by the cycles it ran.
-func (b *bed) measureSteady(ctx context.Context, window time.Duration) (steadyResult, error) {
-	s := b.sidecar
-	pid := s.proc.Pid()
-	before, err := scrape(ctx, s.url)
-	if err != nil {
-		return steadyResult{}, err
-	}
-	b.sim.ResetRequestCounts()
-	cpu0, err := procCPU(pid)
-	if err != nil {
-		return steadyResult{}, err
-	}
-	t0 := time.Now()
-	select {
-	case <-ctx.Done():
-		return steadyResult{}, ctx.Err()
-	case <-time.After(window):
-	}
-	cpu1, err := procCPU(pid)
-	if err != nil {
-		return steadyResult{}, err
-	}
-	elapsed := time.Since(t0)
-	linstor := b.sim.TotalRequests()
-	routes := b.sim.RequestCounts()
-	after, err := scrape(ctx, s.url)
-	if err != nil {
-		return steadyResult{}, err
-	}
-	rss, hwm, anon, file, err := procMem(pid)
-	if err != nil {
-		return steadyResult{}, err
-	}
-	delta := func(name string, match map[string]string) float64 {
-		return sum(after, name, match) - sum(before, name, match)
-	}
-	cycles := delta("linstor_affinity_sidecar_reconciles_total", map[string]string{"result": "success"})
-	if cycles < 1 {
-		return steadyResult{}, fmt.Errorf("no reconcile cycle in %v", window)
-	}
-	// The scrape at the end is itself one request to the sidecar, not to
-	// the API server; client metrics count only the sidecar's own calls.
-	r := steadyResult{
-		Cycles:            cycles,
-		Seconds:           elapsed.Seconds(),
-		LinstorPerCycle:   float64(linstor) / cycles,
-		LinstorRoutes:     routes,
-		KubePerCycle:      delta("linstor_affinity_sidecar_kube_api_requests_total", map[string]string{"resource": "!leases"}) / cycles,
-		KubeLeasePerCycle: delta("linstor_affinity_sidecar_kube_api_requests_total", map[string]string{"resource": "leases"}) / cycles,
-		KubeAllPerCycle:   delta("rest_client_requests_total", nil) / cycles,
-		CPUPerCycleMs:     float64(cpu1-cpu0) / float64(time.Millisecond) / cycles,
-		CPUPercent:        100 * float64(cpu1-cpu0) / float64(elapsed),
-		RSSMiB:            float64(rss) / (1 << 20),
-		PeakRSSMiB:        float64(hwm) / (1 << 20),
-		RSSAnonMiB:        float64(anon) / (1 << 20),
-		RSSFileMiB:        float64(file) / (1 << 20),
-		HeapInuseMiB:      sum(after, "go_memstats_heap_inuse_bytes", nil) / (1 << 20),
-	}
-	if n := delta("linstor_affinity_sidecar_reconcile_duration_seconds_count", nil); n > 0 {
-		r.CycleDurationMsAvg = 1000 * delta("linstor_affinity_sidecar_reconcile_duration_seconds_sum", nil) / n
-	}
-	return r, nil
-}
-
 // watcher records, for every PV name, when the API server showed it with a
 // given affinity: a single watch of all PVs, as a client would see them.
 type watcher struct {
 	mu      sync.Mutex
 	want    map[string]string    // PV name -> expected affinity key
 	since   map[string]time.Time // PV name -> when the move that set want was made
-	healed  map[string]time.Duration
+	healed  []healed
 	waiters chan struct{}
+}
+
+// healed is a PV that showed its expected affinity: when it was expected
+// (the move) and when the watch showed it.
+type healed struct {
+	pv        string
+	since, at time.Time
 }
 
 func (b *bed) watchPVs(ctx context.Context) (*watcher, error) {
@@ -240,7 +148,7 @@ func (b *bed) watchPVs(ctx context.Context) (*watcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	pw := &watcher{want: map[string]string{}, since: map[string]time.Time{}, healed: map[string]time.Duration{}, waiters: make(chan struct{}, 1)}
+	pw := &watcher{want: map[string]string{}, since: map[string]time.Time{}, waiters: make(chan struct{}, 1)}
 	go func() {
 		defer w.Stop()
 		for ev := range w.ResultChan() {
@@ -254,7 +162,7 @@ func (b *bed) watchPVs(ctx context.Context) (*watcher, error) {
 			seen := time.Now()
 			pw.mu.Lock()
 			if want, ok := pw.want[pv.Name]; ok && want == affinityKey(pv.Spec.NodeAffinity) && pv.DeletionTimestamp == nil {
-				pw.healed[pv.Name] = seen.Sub(pw.since[pv.Name])
+				pw.healed = append(pw.healed, healed{pv: pv.Name, since: pw.since[pv.Name], at: seen})
 				delete(pw.want, pv.Name)
 				select {
 				case pw.waiters <- struct{}{}:
@@ -271,15 +179,15 @@ func (b *bed) watchPVs(ctx context.Context) (*watcher, error) {
 func (w *watcher) expect(pv string, affinity string, since time.Time) {
 	w.mu.Lock()
 	w.want[pv], w.since[pv] = affinity, since
-	delete(w.healed, pv)
 	w.mu.Unlock()
 }
 
-// wait blocks until every expected PV healed or the timeout; it returns the
-// latencies of those that did and the names of those that did not.
-func (w *watcher) wait(ctx context.Context, timeout time.Duration) (map[string]time.Duration, []string) {
-	deadline := time.After(timeout)
-	for {
+// wait blocks until every expected PV healed or the timeout; it returns
+// those that did and the names of those that did not.
+func (w *watcher) wait(ctx context.Context, timeout time.Duration) ([]healed, []string) {
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for waiting := true; waiting; {
 		w.mu.Lock()
 		left := len(w.want)
 		w.mu.Unlock()
@@ -288,39 +196,31 @@ func (w *watcher) wait(ctx context.Context, timeout time.Duration) (map[string]t
 		}
 		select {
 		case <-w.waiters:
-		case <-deadline:
+		case <-deadline.C:
+			waiting = false
 		case <-ctx.Done():
-		}
-		if ctx.Err() != nil {
-			break
-		}
-		select {
-		case <-deadline:
-			goto done
-		default:
+			waiting = false
 		}
 	}
-done:
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	healed := make(map[string]time.Duration, len(w.healed))
-	for k, v := range w.healed {
-		healed[k] = v
-	}
 	var missing []string
 	for k := range w.want {
 		missing = append(missing, k)
 	}
-	return healed, missing
+	return append([]healed(nil), w.healed...), missing
 }
 
 // moveOne moves one diskful replica of a random strict or zone volume not
 // yet used to a node that changes the volume's expected affinity, and
-// returns the volume and its new expected affinity key.
+// returns the volume and its new expected affinity key. Volumes with a
+// claim are left to blockedPods.
 func (b *bed) moveOne(used map[string]bool) (*volume, string, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	for tries := 0; tries < 10000; tries++ {
 		v := b.vols[b.rng.IntN(len(b.vols))]
-		if used[v.name] || v.policy == anywhere {
+		if used[v.name] || v.policy == anywhere || v.claim {
 			continue
 		}
 		from := v.nodes[b.rng.IntN(len(v.nodes))]
@@ -363,83 +263,43 @@ func replaceNode(nodes []string, from, to string) []string {
 	return sortedCopy(out)
 }
 
-// convergence moves k replicas, one every interval, and returns how long
-// each affected PV took to show its new affinity.
-func (b *bed) convergence(ctx context.Context, k int, interval time.Duration, used map[string]bool) (latencies []time.Duration, missing []string, err error) {
+// unattendedResult is measurement (c): convergence after a replica move of
+// a volume no pod waits for.
+type unattendedResult struct {
+	K               int     `json:"k"`
+	IntervalSeconds float64 `json:"intervalSeconds"`
+	Latency         summary `json:"latency"`
+	Missing         int     `json:"notRepaired"`
+}
+
+// unattended moves k replicas of volumes without a claim, one every
+// interval, and returns how long each affected PV took to show its new
+// affinity (from the move until the PV watch showed it).
+func (b *bed) unattended(ctx context.Context, k int, interval, timeout time.Duration, used map[string]bool) (unattendedResult, error) {
+	r := unattendedResult{K: k, IntervalSeconds: interval.Seconds()}
 	w, err := b.watchPVs(ctx)
 	if err != nil {
-		return nil, nil, err
+		return r, err
 	}
 	for i := 0; i < k; i++ {
 		v, want, err := b.moveOne(used)
 		if err != nil {
-			return nil, nil, err
+			return r, err
 		}
 		w.expect(v.name, want, time.Now())
 		if i < k-1 {
-			select {
-			case <-ctx.Done():
-				return nil, nil, ctx.Err()
-			case <-time.After(interval):
+			if err := sleepUntil(ctx, time.Now().Add(interval)); err != nil {
+				return r, err
 			}
 		}
 	}
-	healed, missing := w.wait(ctx, 2*time.Minute)
-	for _, d := range healed {
-		latencies = append(latencies, d)
+	done, missing := w.wait(ctx, timeout)
+	var lat []time.Duration
+	for _, h := range done {
+		lat = append(lat, h.at.Sub(h.since))
 	}
-	return latencies, missing, nil
-}
-
-// burst evacuates nodes, one after the other at once, until at least want
-// PVs drifted, as a node rotation does, and returns the time until all of
-// them showed their new affinity, with how many drifted.
-func (b *bed) burst(ctx context.Context, want int, firstNode int, timeout time.Duration) (drifted int, all time.Duration, lat []time.Duration, missing []string, nodes int, err error) {
-	w, err := b.watchPVs(ctx)
-	if err != nil {
-		return 0, 0, nil, nil, 0, err
-	}
-	start := time.Now()
-	orig := map[string]string{}
-	for node := firstNode; node < nodeCount; node++ {
-		moves, err := b.sim.EvacuateNode(nodeName(node))
-		if err != nil {
-			return 0, 0, nil, nil, 0, err
-		}
-		nodes++
-		for _, m := range moves {
-			v := b.byName[m.ResourceDefinition]
-			if v == nil {
-				continue
-			}
-			if _, ok := orig[v.name]; !ok {
-				orig[v.name] = affinityKey(expectedAffinity(v.policy, v.nodes))
-			}
-			v.nodes = replaceNode(v.nodes, m.From, m.To)
-		}
-		drifted = 0
-		for name, before := range orig {
-			v := b.byName[name]
-			if affinityKey(expectedAffinity(v.policy, v.nodes)) != before {
-				drifted++
-			}
-		}
-		if drifted >= want {
-			break
-		}
-	}
-	for name, before := range orig {
-		v := b.byName[name]
-		if after := affinityKey(expectedAffinity(v.policy, v.nodes)); after != before {
-			w.expect(name, after, start)
-		}
-	}
-	healed, missing := w.wait(ctx, timeout)
-	for _, d := range healed {
-		lat = append(lat, d)
-		all = max(all, d)
-	}
-	return drifted, all, lat, missing, nodes, nil
+	r.Latency, r.Missing = summarize(lat), len(missing)
+	return r, nil
 }
 
 // heapTop fetches a heap profile from the sidecar and returns the top of

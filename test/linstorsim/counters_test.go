@@ -1,6 +1,7 @@
 package linstorsim
 
 import (
+	"fmt"
 	"maps"
 	"testing"
 
@@ -66,5 +67,52 @@ func TestFaultedRequestsAreCounted(t *testing.T) {
 	}
 	if got := s.RequestCounts()["GET /v1/nodes"]; got != 1 {
 		t.Errorf("faulted request counted %d times", got)
+	}
+}
+
+// Response bytes are the body bytes a client receives, per route: streamed
+// lists, single objects and error answers alike; control calls are not
+// counted, and a reset clears bytes with requests.
+func TestResponseBytesAreCountedPerRoute(t *testing.T) {
+	s, _ := startSim(t, Options{})
+	threeNodes(t, s)
+	for i := 0; i < 20; i++ {
+		must(t, s.CreateVolume(VolumeSpec{Name: fmt.Sprintf("pvc-%d", i), Diskful: []string{"a", "b"}}))
+	}
+	want := map[string]int64{}
+	get := func(route, path string) {
+		t.Helper()
+		_, body := rawGet(t, s, path)
+		if len(body) == 0 {
+			t.Fatalf("%s: empty answer", path)
+		}
+		want[route] += int64(len(body))
+	}
+	get("GET /v1/view/resources", "/v1/view/resources")
+	get("GET /v1/view/resources", "/v1/view/resources?resources=pvc-1")
+	get("GET /v1/resource-definitions", "/v1/resource-definitions?with_volume_definitions=true")
+	get("GET /v1/nodes", "/v1/nodes")
+	get("GET /v1/resource-definitions/{rd}", "/v1/resource-definitions/pvc-3")
+	get("GET /v1/resource-definitions/{rd}", "/v1/resource-definitions/missing") // an ApiCallError list
+	rawGet(t, s, "/_sim/counters")
+
+	if got := s.ResponseBytes(); !maps.Equal(got, want) {
+		t.Errorf("bytes = %v\nwant    %v", got, want)
+	}
+	var sum int64
+	for _, n := range want {
+		sum += n
+	}
+	if got := s.TotalResponseBytes(); got != sum {
+		t.Errorf("total bytes = %d, want %d", got, sum)
+	}
+	// The whole view is the biggest answer here by far: a sanity check
+	// that streamed chunks all count.
+	if v := want["GET /v1/view/resources"]; v < 20*200 {
+		t.Errorf("view bytes = %d, want the 40 replicas of 20 volumes", v)
+	}
+	s.ResetRequestCounts()
+	if s.TotalResponseBytes() != 0 || len(s.ResponseBytes()) != 0 {
+		t.Errorf("after reset: %v", s.ResponseBytes())
 	}
 }

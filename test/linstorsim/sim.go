@@ -204,7 +204,7 @@ func (s *Sim) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if pattern == "/" {
 		key = r.Method + " " + r.URL.Path + " (not simulated)"
 	}
-	s.counts.inc(key)
+	w = s.counts.count(w, key)
 	if f, ok := s.faults.take(r, s.lists[pattern]); ok {
 		serveFaulty(w, r, s.api, f)
 		return

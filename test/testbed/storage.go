@@ -226,10 +226,22 @@ func (b *Bed) createStatic(ctx context.Context, v StaticVolume, withFinalizer bo
 // would; nodeSelector pins it to a node when not empty. Nothing runs it:
 // there is no kubelet, only the scheduler's decision counts.
 func (b *Bed) CreatePod(ctx context.Context, name, claim string, nodeSelector map[string]string) (*corev1.Pod, error) {
-	pod := &corev1.Pod{
-		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: map[string]string{"app": "e2e"}},
+	pod := ClaimPod(name, claim, "e2e")
+	pod.Spec.NodeSelector = nodeSelector
+	created, err := b.Kube.CoreV1().Pods(Namespace).Create(ctx, pod, metav1.CreateOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("create pod %s: %w", name, err)
+	}
+	return created, nil
+}
+
+// ClaimPod is a pod in Namespace, labelled app=<app>, whose one container
+// mounts the claim, with termination grace period 0 (no kubelet would ever
+// confirm a graceful end).
+func ClaimPod(name, claim, app string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: Namespace, Labels: map[string]string{"app": app}},
 		Spec: corev1.PodSpec{
-			NodeSelector:                  nodeSelector,
 			TerminationGracePeriodSeconds: ptr.To[int64](0),
 			Containers: []corev1.Container{{
 				Name: "app", Image: "registry.k8s.io/pause:3.10",
@@ -240,11 +252,6 @@ func (b *Bed) CreatePod(ctx context.Context, name, claim string, nodeSelector ma
 			}}},
 		},
 	}
-	created, err := b.Kube.CoreV1().Pods(Namespace).Create(ctx, pod, metav1.CreateOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("create pod %s: %w", name, err)
-	}
-	return created, nil
 }
 
 // DeletePod deletes a pod at once (grace period 0), as the node it ran on is
