@@ -29,7 +29,8 @@ import (
 // good for deciding, never for writing: the write path reads the PV live.
 //
 // compactPV's fields mirror the PV's JSON; decoding into it skips everything
-// else without allocating for it.
+// else without allocating for it. Values many PVs repeat are shared between
+// them (see sharedValues).
 type compactPV struct {
 	Metadata struct {
 		Name              string            `json:"name"`
@@ -41,27 +42,27 @@ type compactPV struct {
 		Annotations       keptAnnotations   `json:"annotations"`
 	} `json:"metadata"`
 	Spec struct {
-		CSI              *compactCSI                          `json:"csi"`
-		NodeAffinity     *corev1.VolumeNodeAffinity           `json:"nodeAffinity"`
-		StorageClassName string                               `json:"storageClassName"`
-		ClaimRef         *compactClaimRef                     `json:"claimRef"`
-		ReclaimPolicy    corev1.PersistentVolumeReclaimPolicy `json:"persistentVolumeReclaimPolicy"`
+		CSI              *compactCSI      `json:"csi"`
+		NodeAffinity     sharedAffinity   `json:"nodeAffinity"`
+		StorageClassName sharedString     `json:"storageClassName"`
+		ClaimRef         *compactClaimRef `json:"claimRef"`
+		ReclaimPolicy    sharedString     `json:"persistentVolumeReclaimPolicy"`
 	} `json:"spec"`
 	Status struct {
-		Phase corev1.PersistentVolumePhase `json:"phase"`
+		Phase sharedString `json:"phase"`
 	} `json:"status"`
 }
 
 type compactCSI struct {
-	Driver           string         `json:"driver"`
+	Driver           sharedString   `json:"driver"`
 	VolumeHandle     string         `json:"volumeHandle"`
 	VolumeAttributes keptAttributes `json:"volumeAttributes"`
 }
 
 type compactClaimRef struct {
-	Namespace string    `json:"namespace"`
-	Name      string    `json:"name"`
-	UID       types.UID `json:"uid"`
+	Namespace sharedString `json:"namespace"`
+	Name      string       `json:"name"`
+	UID       types.UID    `json:"uid"`
 }
 
 // keptAnnotation says which PV annotations a compact PV keeps: the skip
@@ -93,10 +94,13 @@ func (m *keptAnnotations) UnmarshalJSON(data []byte) error {
 	return err
 }
 
+// keptAttributes are the kept volume attributes, one map shared by every PV
+// whose volume attributes have the same JSON text (LINSTOR CSI puts the same
+// StorageClass parameters on every PV of a class).
 type keptAttributes map[string]string
 
 func (m *keptAttributes) UnmarshalJSON(data []byte) error {
-	kept, err := decodeStringMap(data, keptAttribute)
+	kept, err := shared.attributes(data)
 	*m = kept
 	return err
 }
@@ -118,15 +122,15 @@ func (d *pvDecoder) decode(decode func(any) error, pv *corev1.PersistentVolume) 
 	pv.CreationTimestamp, pv.DeletionTimestamp = c.Metadata.CreationTimestamp, c.Metadata.DeletionTimestamp
 	pv.Labels, pv.Annotations = c.Metadata.Labels, c.Metadata.Annotations
 	if csi := c.Spec.CSI; csi != nil {
-		pv.Spec.CSI = &corev1.CSIPersistentVolumeSource{Driver: csi.Driver, VolumeHandle: csi.VolumeHandle, VolumeAttributes: csi.VolumeAttributes}
+		pv.Spec.CSI = &corev1.CSIPersistentVolumeSource{Driver: string(csi.Driver), VolumeHandle: csi.VolumeHandle, VolumeAttributes: csi.VolumeAttributes}
 	}
-	pv.Spec.NodeAffinity = c.Spec.NodeAffinity
-	pv.Spec.StorageClassName = c.Spec.StorageClassName
+	pv.Spec.NodeAffinity = c.Spec.NodeAffinity.VolumeNodeAffinity
+	pv.Spec.StorageClassName = string(c.Spec.StorageClassName)
 	if ref := c.Spec.ClaimRef; ref != nil {
-		pv.Spec.ClaimRef = &corev1.ObjectReference{Namespace: ref.Namespace, Name: ref.Name, UID: ref.UID}
+		pv.Spec.ClaimRef = &corev1.ObjectReference{Namespace: string(ref.Namespace), Name: ref.Name, UID: ref.UID}
 	}
-	pv.Spec.PersistentVolumeReclaimPolicy = c.Spec.ReclaimPolicy
-	pv.Status.Phase = c.Status.Phase
+	pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimPolicy(c.Spec.ReclaimPolicy)
+	pv.Status.Phase = corev1.PersistentVolumePhase(c.Status.Phase)
 	return nil
 }
 

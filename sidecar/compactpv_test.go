@@ -2,13 +2,17 @@ package sidecar
 
 import (
 	"encoding/json"
+	"fmt"
 	"maps"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -250,4 +254,51 @@ func FuzzDecodeStringMap(f *testing.F) {
 			t.Fatalf("%s: kept %q, want %q", data, got, want)
 		}
 	})
+}
+
+// PVs that repeat a value share one copy of it: the kept volume attributes
+// of a StorageClass, a node affinity, the driver name.
+func TestCompactPVsShareRepeatedValues(t *testing.T) {
+	a, b := fullPV(), fullPV()
+	b.Name, b.UID, b.Spec.CSI.VolumeHandle = "pvc-2", "uid-pvc-2", "pvc-2"
+	ca, cb := compactCopy(t, a), compactCopy(t, b)
+	if reflect.ValueOf(ca.Spec.CSI.VolumeAttributes).Pointer() != reflect.ValueOf(cb.Spec.CSI.VolumeAttributes).Pointer() {
+		t.Error("two PVs with the same volume attributes hold a map each")
+	}
+	if ca.Spec.NodeAffinity != cb.Spec.NodeAffinity {
+		t.Error("two PVs with the same node affinity hold one each")
+	}
+	if unsafe.StringData(ca.Spec.CSI.Driver) != unsafe.StringData(cb.Spec.CSI.Driver) {
+		t.Error("two PVs hold a copy of the driver name each")
+	}
+	b.Spec.NodeAffinity = affinityOf(host("elsewhere"))
+	if cb = compactCopy(t, b); ca.Spec.NodeAffinity == cb.Spec.NodeAffinity || DescribeAffinity(cb.Spec.NodeAffinity) != "[{linbit.com/hostname=elsewhere}]" {
+		t.Errorf("a different affinity came out as %s", DescribeAffinity(cb.Spec.NodeAffinity))
+	}
+}
+
+// The shared tables stop growing at their bound: further values are
+// decoded as they come, not kept.
+func TestSharedValuesAreBounded(t *testing.T) {
+	s := &sharedValues{strs: map[string]string{}, attrs: map[string]map[string]string{}, affinities: map[string]*corev1.VolumeNodeAffinity{}}
+	for i := 0; i < maxSharedStrings+10; i++ {
+		text := fmt.Sprintf("%q", fmt.Sprint("value-", i))
+		if got, err := s.str([]byte(text)); err != nil || strconv.Quote(got) != text {
+			t.Fatalf("%s came out as %q, %v", text, got, err)
+		}
+	}
+	for i := 0; i < maxSharedAffinities+10; i++ {
+		data, _ := json.Marshal(affinityOf(host(fmt.Sprint("n", i))))
+		if got, err := s.affinity(data); err != nil || DescribeAffinity(got) != fmt.Sprintf("[{linbit.com/hostname=n%d}]", i) {
+			t.Fatalf("%s came out as %s, %v", data, DescribeAffinity(got), err)
+		}
+	}
+	if len(s.strs) != maxSharedStrings || len(s.affinities) != maxSharedAffinities {
+		t.Errorf("tables hold %d strings and %d affinities, bounds %d and %d", len(s.strs), len(s.affinities), maxSharedStrings, maxSharedAffinities)
+	}
+	long := []byte(`"` + strings.Repeat("x", maxSharedText) + `"`)
+	s2 := &sharedValues{strs: map[string]string{}}
+	if _, err := s2.str(long); err != nil || len(s2.strs) != 0 {
+		t.Errorf("a value longer than %d bytes was kept (%v)", maxSharedText, err)
+	}
 }

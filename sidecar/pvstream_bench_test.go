@@ -2,6 +2,7 @@ package sidecar
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"runtime"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	"k8s.io/apimachinery/pkg/runtime/serializer/protobuf"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/cache"
 )
@@ -17,16 +19,35 @@ const benchCachePVs = 10000
 
 // benchPVList is a list response of n real LINSTOR CSI PVs (managedFields
 // included, as the API server sends them), in JSON and in protobuf, the
-// encoding client-go's typed PV client asks for.
+// encoding client-go's typed PV client asks for. Every PV has its own name,
+// UID, volume handle and claim; half of them are strict, with replicas on
+// two of 100 nodes, the others the zone policy's.
 func benchPVList(b *testing.B, n int) (jsonList, protoList []byte) {
 	b.Helper()
+	template := realPVJSON(b, "pvc-template")
 	var buf bytes.Buffer
 	buf.WriteString(`{"kind":"PersistentVolumeList","apiVersion":"v1","metadata":{"resourceVersion":"9"},"items":[`)
 	for i := 0; i < n; i++ {
 		if i > 0 {
 			buf.WriteByte(',')
 		}
-		buf.Write(realPVJSON(b, fmt.Sprintf("pvc-%08d-6356-4e0a-a496-b69ac18d93e0", i)))
+		var pv corev1.PersistentVolume
+		if err := json.Unmarshal(template, &pv); err != nil {
+			b.Fatal(err)
+		}
+		pv.Name = fmt.Sprintf("pvc-%08d-6356-4e0a-a496-b69ac18d93e0", i)
+		pv.UID = types.UID(fmt.Sprintf("%08d-9e37-424c-9a79-73bc8d020d85", i))
+		pv.Spec.CSI.VolumeHandle = pv.Name
+		pv.Spec.ClaimRef.Name, pv.Spec.ClaimRef.UID = fmt.Sprintf("data-%d", i), types.UID(pv.Name[4:])
+		if i%2 == 0 {
+			pv.Spec.NodeAffinity = AffinityFor(Topology{Segments: []Segment{
+				{HostnameKey: fmt.Sprintf("node-%03d", i%100)}, {HostnameKey: fmt.Sprintf("node-%03d", (i+37)%100)}}})
+		}
+		data, err := json.Marshal(&pv)
+		if err != nil {
+			b.Fatal(err)
+		}
+		buf.Write(data)
 	}
 	buf.WriteString(`]}`)
 	var list corev1.PersistentVolumeList
