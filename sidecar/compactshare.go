@@ -42,66 +42,46 @@ type sharedValues struct {
 
 // str returns the string a JSON string token stands for, shared.
 func (t *sharedValues) str(data []byte) (string, error) {
-	t.mu.Lock()
-	s, ok := t.strs[string(data)]
-	t.mu.Unlock()
-	if ok {
-		return s, nil
-	}
-	if err := json.Unmarshal(data, &s); err != nil {
-		return "", err
-	}
-	if len(data) <= maxSharedText {
-		t.mu.Lock()
-		if len(t.strs) < maxSharedStrings {
-			t.strs[string(data)] = s
-		}
-		t.mu.Unlock()
-	}
-	return s, nil
+	return lookupShared(&t.mu, t.strs, maxSharedStrings, data, func(data []byte) (s string, err error) {
+		err = json.Unmarshal(data, &s)
+		return s, err
+	})
 }
 
 // attributes returns the kept entries of a volume attributes object.
 func (t *sharedValues) attributes(data []byte) (map[string]string, error) {
-	t.mu.Lock()
-	m, ok := t.attrs[string(data)]
-	t.mu.Unlock()
-	if ok {
-		return m, nil
-	}
-	m, err := decodeStringMap(data, keptAttribute)
-	if err != nil {
-		return nil, err
-	}
-	if len(data) <= maxSharedText {
-		t.mu.Lock()
-		if len(t.attrs) < maxSharedAttributes {
-			t.attrs[string(data)] = m
-		}
-		t.mu.Unlock()
-	}
-	return m, nil
+	return lookupShared(&t.mu, t.attrs, maxSharedAttributes, data, func(data []byte) (map[string]string, error) {
+		return decodeStringMap(data, keptAttribute)
+	})
 }
 
 // affinity returns the node affinity a JSON object stands for, shared.
 func (t *sharedValues) affinity(data []byte) (*corev1.VolumeNodeAffinity, error) {
-	t.mu.Lock()
-	a, ok := t.affinities[string(data)]
-	t.mu.Unlock()
+	return lookupShared(&t.mu, t.affinities, maxSharedAffinities, data, func(data []byte) (a *corev1.VolumeNodeAffinity, err error) {
+		err = json.Unmarshal(data, &a)
+		return a, err
+	})
+}
+
+// lookupShared returns table's value for the JSON text data, or decodes it
+// and keeps it while the table has fewer than max values.
+func lookupShared[V any](mu *sync.Mutex, table map[string]V, max int, data []byte, decode func([]byte) (V, error)) (V, error) {
+	mu.Lock()
+	v, ok := table[string(data)]
+	mu.Unlock()
 	if ok {
-		return a, nil
+		return v, nil
 	}
-	if err := json.Unmarshal(data, &a); err != nil {
-		return nil, err
+	v, err := decode(data)
+	if err != nil || len(data) > maxSharedText {
+		return v, err
 	}
-	if len(data) <= maxSharedText {
-		t.mu.Lock()
-		if len(t.affinities) < maxSharedAffinities {
-			t.affinities[string(data)] = a
-		}
-		t.mu.Unlock()
+	mu.Lock()
+	if len(table) < max {
+		table[string(data)] = v
 	}
-	return a, nil
+	mu.Unlock()
+	return v, nil
 }
 
 // sharedString is a string field of a compact PV that PVs share.
