@@ -64,9 +64,15 @@ func (lw *PVListerWatcher) Watch(opts metav1.ListOptions) (watch.Interface, erro
 // ListWithContext lists every PV in pages of pvPageSize, following the
 // continue tokens, and returns them all in one list (no continue token) at
 // the resourceVersion of the last page.
+//
+// The list is a *metav1.List whose items are the *corev1.PersistentVolume
+// the cache keeps, not a PersistentVolumeList: the reflector takes those as
+// they are, while it copies each item of a PersistentVolumeList into an
+// object of its own. That copy, and the list's growing array of PVs next to
+// it, were most of the sidecar's peak memory at startup.
 func (lw *PVListerWatcher) ListWithContext(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
 	opts.Limit = pvPageSize
-	list := &corev1.PersistentVolumeList{}
+	list := &metav1.List{}
 	for {
 		err := lw.listPage(ctx, opts, list)
 		if err != nil {
@@ -83,7 +89,7 @@ func (lw *PVListerWatcher) ListWithContext(ctx context.Context, opts metav1.List
 	}
 }
 
-func (lw *PVListerWatcher) listPage(ctx context.Context, opts metav1.ListOptions, into *corev1.PersistentVolumeList) error {
+func (lw *PVListerWatcher) listPage(ctx context.Context, opts metav1.ListOptions, into *metav1.List) error {
 	body, err := lw.client.Get().Resource("persistentvolumes").
 		VersionedParams(&opts, scheme.ParameterCodec).
 		SetHeader("Accept", "application/json").
@@ -120,7 +126,7 @@ func (lw *PVListerWatcher) WatchWithContext(ctx context.Context, opts metav1.Lis
 
 // decodePVList reads a PersistentVolumeList from r, one PV at a time,
 // appending compact PVs to into.Items and setting into's list metadata.
-func decodePVList(r io.Reader, into *corev1.PersistentVolumeList) error {
+func decodePVList(r io.Reader, into *metav1.List) error {
 	dec := json.NewDecoder(r)
 	if err := expectDelim(dec, '{'); err != nil {
 		return err
@@ -152,7 +158,7 @@ func decodePVList(r io.Reader, into *corev1.PersistentVolumeList) error {
 }
 
 // decodeItems reads the items array (or null) into compact PVs.
-func (d *pvDecoder) decodeItems(dec *json.Decoder, into *corev1.PersistentVolumeList) error {
+func (d *pvDecoder) decodeItems(dec *json.Decoder, into *metav1.List) error {
 	tok, err := dec.Token()
 	if err != nil {
 		return err
@@ -164,10 +170,11 @@ func (d *pvDecoder) decodeItems(dec *json.Decoder, into *corev1.PersistentVolume
 		return fmt.Errorf("items: want an array, got %v", tok)
 	}
 	for dec.More() {
-		into.Items = append(into.Items, corev1.PersistentVolume{})
-		if err := d.decode(dec.Decode, &into.Items[len(into.Items)-1]); err != nil {
-			return fmt.Errorf("item %d: %w", len(into.Items)-1, err)
+		pv := &corev1.PersistentVolume{}
+		if err := d.decode(dec.Decode, pv); err != nil {
+			return fmt.Errorf("item %d: %w", len(into.Items), err)
 		}
+		into.Items = append(into.Items, runtime.RawExtension{Object: pv})
 	}
 	return expectDelim(dec, ']')
 }

@@ -16,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
@@ -146,17 +147,25 @@ func TestPVListReadsEveryPageCompact(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	list := obj.(*corev1.PersistentVolumeList)
+	list := obj.(*metav1.List)
 	if len(list.Items) != 1234 || list.ResourceVersion != "500" || list.Continue != "" || list.RemainingItemCount != nil {
 		t.Fatalf("got %d PVs at %q, continue %q, remaining %v; want 1234 at 500 and no continue", len(list.Items), list.ResourceVersion, list.Continue, list.RemainingItemCount)
 	}
-	for i := range list.Items {
+	// The reflector takes the listed PVs themselves, copying none.
+	items, err := meta.ExtractListWithAlloc(list)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range items {
 		var full corev1.PersistentVolume
 		if err := json.Unmarshal(f.pvs[i], &full); err != nil {
 			t.Fatal(err)
 		}
-		if !equality.Semantic.DeepEqual(&list.Items[i], compactOf(&full)) {
-			t.Fatalf("item %d is not the compact PV of %s: %+v", i, full.Name, list.Items[i])
+		if !equality.Semantic.DeepEqual(items[i], compactOf(&full)) {
+			t.Fatalf("item %d is not the compact PV of %s: %+v", i, full.Name, items[i])
+		}
+		if items[i] != list.Items[i].Object {
+			t.Fatalf("item %d was copied", i)
 		}
 	}
 	var pages []string
