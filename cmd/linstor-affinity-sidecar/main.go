@@ -136,7 +136,8 @@ func main() {
 	// own (sidecar.Watch), which resume within 2 s after an API server
 	// restart. PVs are decoded compact straight from the API server's JSON
 	// (sidecar.PVListerWatcher): most of the sidecar's memory at scale.
-	// managedFields are a third of a StorageClass and nothing here reads them.
+	// StorageClasses are kept whole but for managedFields, which nothing
+	// here reads.
 	wake := make(chan struct{}, 1)
 	var rec *sidecar.Reconciler
 	noteChange := func() {
