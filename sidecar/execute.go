@@ -51,8 +51,9 @@ type StateStore interface {
 const RetainedFromAnnotation = "linstor-affinity-sidecar.piraeus.io/reclaim-policy-before-replace"
 
 // Outcome is what an executed action left behind: the PV as the API server
-// returned it after the last write, so the loop can wait for its informer to
-// catch up before deciding about that PV again.
+// returned it after the last write (or, for ErrChangedSinceDecision, read it
+// before a write that was then not made), so the loop can wait for its
+// informer to catch up before deciding about that PV again.
 type Outcome struct {
 	PV *corev1.PersistentVolume
 	// Method says how the PV was repaired ("recreate"), empty when no repair.
@@ -125,11 +126,19 @@ func (e *Executor) Execute(ctx context.Context, a Action) (Outcome, error) {
 	return Outcome{}, nil
 }
 
-// replace is the crash-safe recreate: check that the API server would take
-// both the delete and the replacement, save state, retain, delete, strip
-// finalizers, create, clear state.
+// replace is the crash-safe recreate: read the PV live, check that the API
+// server would take both the delete and the replacement, save state, retain,
+// delete, strip finalizers, create, clear state.
+//
+// The replacement and its saved state are built from the PV read live, never
+// from the decision's copy: the cache holds PVs compact (see compactPV), and
+// a replacement built from one would lose the capacity, the access modes,
+// the CSI attributes and the rest.
 func (e *Executor) replace(ctx context.Context, a Action) (Outcome, error) {
-	old := a.PV
+	old, err := e.liveAsDecided(ctx, a.PV)
+	if err != nil {
+		return Outcome{PV: old}, fmt.Errorf("pv %s: %w", a.Name, err)
+	}
 	replacement := Replacement(old, a.Affinity)
 	raw, err := EncodeSavedPV(replacement)
 	if err != nil {
@@ -180,6 +189,31 @@ func (e *Executor) replace(ctx context.Context, a Action) (Outcome, error) {
 	out, err = e.recreate(ctx, saved, retained)
 	out.Wrote = true
 	return out, err
+}
+
+// ErrChangedSinceDecision marks a repair not made because the PV the API
+// server has is no longer the one the decision was made on: the cache had
+// not shown the change yet. Nothing was written; the next cycle decides on
+// the new copy, so it is no failure of the PV's repair and puts the PV in no
+// backoff.
+var ErrChangedSinceDecision = errors.New("the PV changed since the decision")
+
+// liveAsDecided reads the PV live for a write to build on, and checks that
+// it is the very PV the decision was made on (UID and resourceVersion). On
+// ErrChangedSinceDecision it returns the live PV (nil when it is gone), so
+// the loop waits for its cache to show it.
+func (e *Executor) liveAsDecided(ctx context.Context, decided *corev1.PersistentVolume) (*corev1.PersistentVolume, error) {
+	live, err := e.get(ctx, decided.Name)
+	switch {
+	case apierrors.IsNotFound(err):
+		return nil, fmt.Errorf("%w: it is gone; deciding again", ErrChangedSinceDecision)
+	case err != nil:
+		return nil, fmt.Errorf("read it before the replace: %w", err)
+	case live.UID != decided.UID || live.ResourceVersion != decided.ResourceVersion:
+		return live, fmt.Errorf("%w: decided on uid %s resourceVersion %s, the API server has uid %s resourceVersion %s; deciding again on the new copy",
+			ErrChangedSinceDecision, decided.UID, decided.ResourceVersion, live.UID, live.ResourceVersion)
+	}
+	return live, nil
 }
 
 // preflight asks the API server, by server-side dry runs, whether it would

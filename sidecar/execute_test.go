@@ -192,14 +192,15 @@ func hostSegments(nodes []string) []Segment {
 }
 
 // reconciler builds a fresh reconciler over the current API state, as a
-// restarted sidecar would have: the informer cache is a snapshot of the fake.
+// restarted sidecar would have: the informer cache is a snapshot of the fake,
+// its PVs compact as the sidecar's own cache holds them.
 func (b *exBed) reconciler(hook func(Step, string) error) (*Reconciler, *record.FakeRecorder) {
 	b.t.Helper()
 	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	list, err := b.kube.CoreV1().PersistentVolumes().List(context.Background(), metav1.ListOptions{})
 	b.must(err)
 	for i := range list.Items {
-		b.must(idx.Add(&list.Items[i]))
+		b.must(idx.Add(compactCopy(b.t, &list.Items[i])))
 	}
 	scIdx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	rec := record.NewFakeRecorder(1000)

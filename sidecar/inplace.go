@@ -141,6 +141,10 @@ func (e *Executor) replaceInPlace(ctx context.Context, a Action) (Outcome, error
 		if apierrors.IsInvalid(err) && e.Method == MethodAuto {
 			e.inPlace.set(false, time.Now())
 		}
+		if apierrors.IsConflict(err) {
+			// The patch carries the UID and resourceVersion decided on.
+			return Outcome{}, fmt.Errorf("pv %s: update node affinity in place: %w: %v", a.PV.Name, ErrChangedSinceDecision, err)
+		}
 		return Outcome{}, fmt.Errorf("pv %s: update node affinity in place: %w", a.PV.Name, err)
 	}
 	return Outcome{PV: pv, Method: string(MethodInPlace)}, nil

@@ -49,7 +49,7 @@ func decodeInto[T any](dec *json.Decoder, dst *T) error {
 	return err
 }
 
-func skipValue(dec *json.Decoder) error {
+func oracleSkip(dec *json.Decoder) error {
 	var raw json.RawMessage
 	return dec.Decode(&raw)
 }
@@ -85,7 +85,7 @@ func oracleResources(body []byte) ([]leanResource, error) {
 			case "flags":
 				return decodeInto(dec, &r.Flags)
 			}
-			return skipValue(dec)
+			return oracleSkip(dec)
 		})
 		return r, err
 	})
@@ -130,7 +130,7 @@ func oracleRDs(body []byte) ([]leanRD, error) {
 							vd.Props = keep(vd.Props)
 							return err
 						}
-						return skipValue(dec)
+						return oracleSkip(dec)
 					})
 					if err != nil {
 						return err
@@ -139,7 +139,7 @@ func oracleRDs(body []byte) ([]leanRD, error) {
 				}
 				return nil
 			}
-			return skipValue(dec)
+			return oracleSkip(dec)
 		})
 		return rd, err
 	})

@@ -697,7 +697,7 @@ func (r *Reconciler) execute(ctx context.Context, actions []Action) int {
 			if a.Kind == KindReplace && r.opts.Brakes != nil {
 				r.opts.Brakes.RepairDone(a.Name, r.now(), err == nil)
 			}
-			if err != nil {
+			if err != nil && !errors.Is(err, ErrChangedSinceDecision) {
 				failed.Add(1)
 			}
 		}(a)
@@ -733,9 +733,14 @@ func graceContext(ctx context.Context, grace time.Duration) (context.Context, co
 
 // act carries out one action: checks with the driver, executes, records.
 // A failure puts the PV in backoff: the same action waits, doubling with each
-// failure, and each failure makes one warning Event.
+// failure, and each failure makes one warning Event. A PV that changed since
+// the decision is no failure: the next cycle decides on the new copy.
 func (r *Reconciler) act(ctx context.Context, a Action) error {
 	err := r.attempt(ctx, a)
+	if errors.Is(err, ErrChangedSinceDecision) {
+		klog.InfoS("PV changed since the decision; not repairing it on the old copy", "pv", a.Name, "detail", err.Error())
+		return err
+	}
 	if err != nil {
 		wait := r.backoff.failed(a, r.now())
 		klog.ErrorS(err, "Repair failed; retrying after a backoff", "pv", a.Name, "action", a.Kind,
@@ -788,6 +793,9 @@ func (r *Reconciler) attempt(ctx context.Context, a Action) error {
 		r.followUp.Store(true)
 	}
 	r.expect(a.Name, out, a.PV)
+	if errors.Is(err, ErrChangedSinceDecision) {
+		return err // nothing was written
+	}
 	method := out.Method
 	if err != nil {
 		r.metrics.Repairs.WithLabelValues(string(a.Kind), method, "error").Inc()

@@ -42,13 +42,14 @@ func failCreatesOnce(b *exBed) {
 	})
 }
 
-// withCache points r's PV lister at exactly these copies: an informer that
-// has not seen the last writes.
+// withCache points r's PV lister at exactly these copies, made compact as
+// the sidecar's cache holds them: an informer that has not seen the last
+// writes.
 func withCache(t *testing.T, r *Reconciler, pvs ...*corev1.PersistentVolume) {
 	t.Helper()
 	idx := cache.NewIndexer(cache.MetaNamespaceKeyFunc, cache.Indexers{})
 	for _, pv := range pvs {
-		if err := idx.Add(pv); err != nil {
+		if err := idx.Add(compactCopy(t, pv)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -104,16 +104,22 @@ func TestDecodeSavedPV(t *testing.T) {
 }
 
 // fullPV is a PV with every field the replacement must carry over, and the
-// server-set fields it must drop.
+// server-set fields it must drop; most of them a compact PV leaves out.
 func fullPV() *corev1.PersistentVolume {
 	block := corev1.PersistentVolumeBlock
 	pv := mkPV("pvc-1", "pvc-1/1",
 		withSC("linstor"),
 		withAnnotation("pv.kubernetes.io/provisioned-by", fxDriver),
 		withAnnotation("override.piraeus.io/n1", "true"),
-		withVolumeAttributes(map[string]string{VolumeContextMarker: "true"}),
+		withAnnotation("kubectl.kubernetes.io/last-applied-configuration", `{"big":"`+strings.Repeat("x", 2000)+`"}`),
+		withVolumeAttributes(map[string]string{
+			VolumeContextMarker:                            "true",
+			VolumeContextPolicyKey:                         "- fromSame:\n  - topology.kubernetes.io/zone\n",
+			"linstor.csi.linbit.com/storagePool":           "thin",
+			"storage.kubernetes.io/csiProvisionerIdentity": "1700000000000-1234-linstor.csi.linbit.com",
+		}),
 		withAffinity(affinityOf(host("old1"), host("old2"))))
-	pv.Labels = map[string]string{"app": "db"}
+	pv.Labels = map[string]string{"app": "db", "tier": "gold"}
 	pv.Finalizers = []string{"kubernetes.io/pv-protection", "external-provisioner.volume.kubernetes.io/finalizer"}
 	pv.OwnerReferences = []metav1.OwnerReference{{APIVersion: "v1", Kind: "ConfigMap", Name: "owner", UID: "o-1"}}
 	pv.Generation = 3
@@ -125,7 +131,15 @@ func fullPV() *corev1.PersistentVolume {
 		UID: "c-1", ResourceVersion: "777",
 	}
 	pv.Spec.CSI.FSType = "xfs"
+	pv.Spec.CSI.ReadOnly = true
 	pv.Spec.CSI.NodeStageSecretRef = &corev1.SecretReference{Name: "s", Namespace: "ns"}
+	pv.Spec.CSI.NodePublishSecretRef = &corev1.SecretReference{Name: "node-publish", Namespace: "ns"}
+	pv.Spec.CSI.ControllerPublishSecretRef = &corev1.SecretReference{Name: "publish", Namespace: "ns"}
+	pv.Spec.CSI.ControllerExpandSecretRef = &corev1.SecretReference{Name: "expand", Namespace: "ns"}
+	pv.Spec.CSI.NodeExpandSecretRef = &corev1.SecretReference{Name: "node-expand", Namespace: "ns"}
+	vac := "fast"
+	pv.Spec.VolumeAttributesClassName = &vac
+	pv.Status.Message = "bound by the binder"
 	pv.Spec.VolumeMode = &block
 	pv.Spec.PersistentVolumeReclaimPolicy = corev1.PersistentVolumeReclaimRetain
 	pv.Spec.MountOptions = []string{"noatime"}

@@ -135,8 +135,10 @@ func main() {
 
 	// The PV and StorageClass caches are kept by watches of the sidecar's
 	// own (sidecar.Watch), which resume within 2 s after an API server
-	// restart; managedFields are a third of a PV in memory and nothing here
-	// reads them.
+	// restart. PVs are decoded compact straight from the API server's JSON
+	// (sidecar.PVListerWatcher): most of the sidecar's memory at scale.
+	// StorageClasses are kept whole but for managedFields, which nothing
+	// here reads.
 	wake := make(chan struct{}, 1)
 	var rec *sidecar.Reconciler
 	noteChange := func() {
@@ -144,14 +146,8 @@ func main() {
 			rec.NoteInputChange()
 		}
 	}
-	pvWatch := sidecar.NewWatch("persistentvolumes", cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return kube.CoreV1().PersistentVolumes().List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return kube.CoreV1().PersistentVolumes().Watch(ctx, o)
-		},
-	}, kube), &corev1.PersistentVolume{}, stripManagedFields, wakeOnPV(driverName, wake, noteChange))
+	pvWatch := sidecar.NewWatch("persistentvolumes", sidecar.NewPVListerWatcher(kube.CoreV1().RESTClient()),
+		&corev1.PersistentVolume{}, nil, wakeOnPV(driverName, wake, noteChange))
 	scWatch := sidecar.NewWatch("storageclasses", cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return kube.StorageV1().StorageClasses().List(ctx, o)
