@@ -35,15 +35,7 @@ func TestBlockedPodIsRepairedWithoutWaitingForAFullRead(t *testing.T) {
 	}
 
 	moved := time.Now()
-	must(t, b.Sim.MoveReplica(rd, "n1", "n4"))
-	must(t, b.Sim.RemoveNode("n1"))
-	must(t, b.DeleteKubeNode(ctx, "n1"))
-	wctx, cancel = within(ctx)
-	must(t, b.DeletePod(wctx, "db-0"))
-	cancel()
-	if _, err := b.CreatePod(ctx, "db-0", "data", nil); err != nil {
-		t.Fatal(err)
-	}
+	rotateOut(ctx, t, b, rd, "n1", "n4", "db-0", "data")
 	wctx, cancel = within(ctx)
 	defer cancel()
 	node, err = b.WaitPodScheduled(wctx, "db-0")

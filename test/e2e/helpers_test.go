@@ -217,3 +217,20 @@ func provisionOne(ctx context.Context, t *testing.T, b *testbed.Bed, c testbed.C
 	must(t, err)
 	return pvs[c.Name]
 }
+
+// rotateOut takes node from out of the cluster as a node rotation does: the
+// volume rd's replica moves to node to, from leaves LINSTOR and Kubernetes,
+// and pod (using claim) is deleted and created again, as its StatefulSet
+// would, so the scheduler must place it anew.
+func rotateOut(ctx context.Context, t *testing.T, b *testbed.Bed, rd, from, to, pod, claim string) {
+	t.Helper()
+	must(t, b.Sim.MoveReplica(rd, from, to))
+	must(t, b.Sim.RemoveNode(from))
+	must(t, b.DeleteKubeNode(ctx, from))
+	wctx, cancel := within(ctx)
+	must(t, b.DeletePod(wctx, pod))
+	cancel()
+	if _, err := b.CreatePod(ctx, pod, claim, nil); err != nil {
+		t.Fatal(err)
+	}
+}

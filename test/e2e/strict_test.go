@@ -61,15 +61,7 @@ func strictVolumeFollowsItsReplica(t *testing.T, gate bool, method string) {
 	// Keep the sidecar off this volume while the node goes away, with the
 	// upstream skip property, so the pod is seen pending first.
 	must(t, b.Sim.SetRDProps(rd, map[string]string{skipRDProperty: "e2e"}))
-	must(t, b.Sim.MoveReplica(rd, "n1", "n4"))
-	must(t, b.Sim.RemoveNode("n1"))
-	must(t, b.DeleteKubeNode(ctx, "n1"))
-	wctx, cancel = within(ctx)
-	must(t, b.DeletePod(wctx, "db-0"))
-	cancel()
-	if _, err := b.CreatePod(ctx, "db-0", "data", nil); err != nil {
-		t.Fatal(err)
-	}
+	rotateOut(ctx, t, b, rd, "n1", "n4", "db-0", "data")
 	wctx, cancel = within(ctx)
 	must(t, b.WaitPodUnschedulable(wctx, "db-0", testbed.VolumeAffinityConflict))
 	must(t, b.WaitCycles(wctx, 3))
