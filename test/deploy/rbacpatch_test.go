@@ -4,6 +4,7 @@ import (
 	"context"
 	"os"
 	"testing"
+	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -62,9 +63,19 @@ func testConfigMapReaderPatch(ctx context.Context, t *testing.T, c *cluster.Clus
 			Groups:             []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"},
 			ResourceAttributes: &authorizationv1.ResourceAttributes{Verb: tc.verb, Resource: tc.resource, Namespace: tc.ns, Name: "linstor-ca"},
 		}}
-		got, err := c.Client().AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
-		if err != nil {
-			t.Fatal(err)
+		// The API server's RBAC authorizer learns of the new Role and
+		// RoleBinding from its informers, a moment after they were
+		// created: a grant is asked again for a few seconds (the first
+		// case is the grant, so the refusals after it see them too).
+		var got *authorizationv1.SubjectAccessReview
+		for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			got, err = c.Client().AuthorizationV1().SubjectAccessReviews().Create(ctx, sar, metav1.CreateOptions{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got.Status.Allowed || !tc.want || time.Now().After(deadline) {
+				break
+			}
 		}
 		if got.Status.Allowed != tc.want {
 			t.Errorf("%s %s in %s: allowed = %v, want %v (%s)", tc.verb, tc.resource, tc.ns, got.Status.Allowed, tc.want, got.Status.Reason)
