@@ -74,8 +74,23 @@ type BlockedPod struct {
 	Key    string
 	UID    types.UID
 	Claims []types.NamespacedName
-	// Since is when the pod became unschedulable.
+	// Since is when the pod became unschedulable, as closely as known (see
+	// refineSince).
 	Since time.Time
+}
+
+// refineSince estimates when a pod became unschedulable from its
+// condition's lastTransitionTime, which the API server keeps to the second,
+// and when the watch delivered the change. The true time lies in
+// [transition, transition+1s) and no later than seen; seen within that
+// second bounds it to the watch's delivery delay (milliseconds), so seen is
+// the estimate. Seen later (the pod was blocked before this process saw it,
+// after a restart or a relist), the transition second is all there is.
+func refineSince(transition, seen time.Time) time.Time {
+	if !seen.Before(transition) && seen.Sub(transition) < time.Second {
+		return seen
+	}
+	return transition
 }
 
 // Blocked keeps the pods blocked by a PV node affinity conflict, fed by the
@@ -91,6 +106,8 @@ type Blocked struct {
 	// Recheck is how long a pod that is still blocked after its volumes
 	// were read waits before they are read again.
 	Recheck time.Duration
+	// now is the clock (time.Now unless a test sets it).
+	now func() time.Time
 
 	mu      sync.Mutex
 	pods    map[string]*blockedEntry
@@ -100,9 +117,12 @@ type Blocked struct {
 }
 
 type blockedEntry struct {
-	pod      BlockedPod
-	readAt   time.Time
-	observed []string // PVs whose repair was already counted for this pod
+	pod BlockedPod
+	// transition is the condition's lastTransitionTime: a pod blocked anew
+	// has a later one.
+	transition time.Time
+	readAt     time.Time
+	observed   []string // PVs whose repair was already counted for this pod
 }
 
 // DefaultRecheck is Blocked.Recheck when unset.
@@ -110,7 +130,7 @@ const DefaultRecheck = 10 * time.Second
 
 // NewBlocked makes an empty set.
 func NewBlocked() *Blocked {
-	return &Blocked{Recheck: DefaultRecheck, pods: map[string]*blockedEntry{}, byClaim: map[types.NamespacedName][]string{}}
+	return &Blocked{Recheck: DefaultRecheck, now: time.Now, pods: map[string]*blockedEntry{}, byClaim: map[types.NamespacedName][]string{}}
 }
 
 // Transform is the pending-pod watch's transform: it records what the pod
@@ -164,18 +184,19 @@ func (b *Blocked) Changed(store cache.Store, obj any) bool {
 // blocked (or blocked anew, with a later Since).
 func (b *Blocked) update(pod *corev1.Pod) bool {
 	key := pod.Namespace + "/" + pod.Name
-	since, blocked := VolumeAffinityConflict(pod)
+	transition, blocked := VolumeAffinityConflict(pod)
 	if !blocked {
 		b.forget(key)
 		return false
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if e, ok := b.pods[key]; ok && e.pod.UID == pod.UID && e.pod.Since.Equal(since) {
+	if e, ok := b.pods[key]; ok && e.pod.UID == pod.UID && e.transition.Equal(transition) {
 		return false
 	}
 	b.dropLocked(key)
-	e := &blockedEntry{pod: BlockedPod{Key: key, UID: pod.UID, Claims: PodClaims(pod), Since: since}}
+	since := refineSince(transition, b.now())
+	e := &blockedEntry{pod: BlockedPod{Key: key, UID: pod.UID, Claims: PodClaims(pod), Since: since}, transition: transition}
 	b.pods[key] = e
 	for _, c := range e.pod.Claims {
 		b.byClaim[c] = append(b.byClaim[c], key)

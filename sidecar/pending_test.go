@@ -232,3 +232,42 @@ func TestRepairIsCountedOncePerBlockedPodAndPV(t *testing.T) {
 		t.Fatalf("repair of a PV whose pod left the set meanwhile counted %d times, want 2", len(got))
 	}
 }
+
+func TestSinceIsRefinedWithinTheTransitionSecond(t *testing.T) {
+	second := fxNow.Truncate(time.Second)
+	for _, tc := range []struct {
+		name string
+		seen time.Time
+		want time.Time
+	}{
+		{"seen within the second: the watch's delivery is the bound", second.Add(300 * time.Millisecond), second.Add(300 * time.Millisecond)},
+		{"seen at the second itself", second, second},
+		{"seen a second or more later (a restart, a relist): the second", second.Add(1500 * time.Millisecond), second},
+		{"seen before it (clock skew): the second", second.Add(-time.Second), second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := refineSince(second, tc.seen); !got.Equal(tc.want) {
+				t.Fatalf("refineSince(%v, %v) = %v, want %v", second, tc.seen, got, tc.want)
+			}
+		})
+	}
+
+	// Through the set: the condition's update with the same transition
+	// keeps the first estimate; a later transition is a new blocking.
+	store := cache.NewStore(cache.MetaNamespaceKeyFunc)
+	b := NewBlocked()
+	clock := second.Add(400 * time.Millisecond)
+	b.now = func() time.Time { return clock }
+	feed(t, store, b, blockedPodAt("a", second, msgAffinity, "c"))
+	clock = second.Add(900 * time.Millisecond)
+	feed(t, store, b, blockedPodAt("a", second, msgAffinityOld, "c"))
+	claim := types.NamespacedName{Namespace: "ns", Name: "c"}
+	if got := b.Waiting(claim); len(got) != 1 || !got[0].Since.Equal(second.Add(400*time.Millisecond)) {
+		t.Fatalf("since after a message update in the same transition = %v, want %v", got, second.Add(400*time.Millisecond))
+	}
+	clock = second.Add(5*time.Second + 200*time.Millisecond)
+	feed(t, store, b, blockedPodAt("a", second.Add(5*time.Second), msgAffinity, "c"))
+	if got := b.Waiting(claim); len(got) != 1 || !got[0].Since.Equal(clock) {
+		t.Fatalf("since after a new transition = %v, want %v", got, clock)
+	}
+}
