@@ -340,4 +340,14 @@ func TestPVCacheRelistsAfterGone(t *testing.T) {
 	if first := f.requests()[0].URL.Query(); first.Get("watch") != "" || first.Get("sendInitialEvents") != "" {
 		t.Errorf("first request %s, want a plain list (no streaming list)", f.requests()[0].URL.RawQuery)
 	}
+	// The list after the 410 names the last version seen: with a limit, a
+	// resourceVersion alone would ask the API server for exactly that old
+	// version, and the watch from it would end with 410 again, forever.
+	for _, r := range f.requests() {
+		q := r.URL.Query()
+		if q.Get("watch") == "" && q.Get("continue") == "" && q.Get("resourceVersion") != "" && q.Get("resourceVersion") != "0" &&
+			q.Get("resourceVersionMatch") != string(metav1.ResourceVersionMatchNotOlderThan) {
+			t.Errorf("list %s asks for an exact resourceVersion, want resourceVersionMatch=NotOlderThan", r.URL.RawQuery)
+		}
+	}
 }

@@ -146,17 +146,8 @@ func main() {
 			rec.NoteInputChange()
 		}
 	}
-	// The compact PV cache (sidecar.NewPVListerWatcher) is not wired: the
-	// fault suite's conflicting-edit case left a PV unrepaired with it, not
-	// yet explained; the typed watch stays until it is.
-	pvWatch := sidecar.NewWatch("persistentvolumes", cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return kube.CoreV1().PersistentVolumes().List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return kube.CoreV1().PersistentVolumes().Watch(ctx, o)
-		},
-	}, kube), &corev1.PersistentVolume{}, stripManagedFields, wakeOnPV(driverName, wake, noteChange))
+	pvWatch := sidecar.NewWatch("persistentvolumes", sidecar.NewPVListerWatcher(kube.CoreV1().RESTClient()),
+		&corev1.PersistentVolume{}, nil, wakeOnPV(driverName, wake, noteChange))
 	scWatch := sidecar.NewWatch("storageclasses", cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 			return kube.StorageV1().StorageClasses().List(ctx, o)
