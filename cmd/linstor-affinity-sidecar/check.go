@@ -18,7 +18,6 @@ import (
 
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/csiprobe"
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
-	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/podconfig"
 )
 
 // Exit statuses of check.
@@ -84,6 +83,7 @@ func buildCheckReport(ctx context.Context, c config, explicit map[string]bool) (
 	}
 	var inspector sidecar.Inspector
 	driverName := c.driverName
+	fromCSI := false
 	if c.csiAddress != "" {
 		client, err := csiprobe.Connect(ctx, c.csiAddress, csiprobe.Options{Timeout: c.timeout, ConnectTimeout: 3 * time.Second})
 		if err == nil {
@@ -94,16 +94,7 @@ func buildCheckReport(ctx context.Context, c config, explicit map[string]bool) (
 				if driverName == "" {
 					driverName = info.Name
 				}
-				// One try's worth of time: a check reports, it does not wait.
-				actx, cancel := context.WithTimeout(ctx, c.timeout)
-				files, aerr := adoptCSIContainerSettings(actx, kube, &c, explicit, newHealth(), &record.FakeRecorder{})
-				cancel()
-				if aerr != nil {
-					return sidecar.Report{}, fmt.Errorf("reading the CSI container's settings: %w", aerr)
-				}
-				if ferr := podconfig.CheckFiles(os.Getenv, os.Stat, files, c.csiContainer); ferr != nil {
-					return sidecar.Report{}, ferr
-				}
+				fromCSI = true
 			} else {
 				err = ierr
 			}
@@ -115,13 +106,20 @@ func buildCheckReport(ctx context.Context, c config, explicit map[string]bool) (
 			klog.InfoS("CSI driver not reachable; reporting without its view", "address", c.csiAddress, "err", err)
 		}
 	}
+	// One try's worth of time: a check reports, it does not wait.
+	actx, cancel := context.WithTimeout(ctx, c.timeout)
+	settings, err := linstorSettings(actx, kube, &c, explicit, fromCSI, newHealth(), &record.FakeRecorder{})
+	cancel()
+	if err != nil {
+		return sidecar.Report{}, err
+	}
 	defaultPolicy, err := sidecar.ParsePolicy(c.defaultPolicy)
 	if err != nil {
 		return sidecar.Report{}, fmt.Errorf("--default-remote-access-policy: %w", err)
 	}
-	lc, err := lapi.NewClient(lapi.Log(linstorLogger{}))
+	lc, _, err := sidecar.NewLinstorClient(settings, lapi.Log(linstorLogger{}))
 	if err != nil {
-		return sidecar.Report{}, fmt.Errorf("LINSTOR client: %w", err)
+		return sidecar.Report{}, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()

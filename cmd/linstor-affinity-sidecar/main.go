@@ -95,14 +95,8 @@ func main() {
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component})
 
-	var csiFiles map[string]podconfig.File
-	if c.csiAddress != "" {
-		h.starting("reading the LINSTOR settings of container " + c.csiContainer)
-		if csiFiles, err = adoptCSIContainerSettings(ctx, kube, &c, setFlags(fs), h, recorder); err != nil {
-			fail("stopped while reading the CSI container's settings: %v", err)
-		}
-	}
-	if err := podconfig.CheckFiles(os.Getenv, os.Stat, csiFiles, c.csiContainer); err != nil {
+	linstorConn, err := linstorSettings(ctx, kube, &c, setFlags(fs), c.csiAddress != "", h, recorder)
+	if err != nil {
 		fail("%v", err)
 	}
 	defaultPolicy, err := c.validate()
@@ -124,9 +118,9 @@ func main() {
 		}
 	}
 
-	lc, bulk, err := sidecar.NewLinstorClient(lapi.Log(linstorLogger{}))
+	lc, bulk, err := sidecar.NewLinstorClient(linstorConn, lapi.Log(linstorLogger{}))
 	if err != nil {
-		fail("LINSTOR client from LS_* environment: %v", err)
+		fail("%v", err)
 	}
 	// A LINSTOR view whose decision-relevant content did not change is
 	// reported unchanged (no decision anew) for at most one resync period,
