@@ -13,7 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -443,14 +442,11 @@ func (r *Reconciler) Decide(view *View) ([]Action, error) {
 // plan is Decide that also returns how many PVs the driver has, and whether
 // no decision depended on the clock or the informer catching up (quiet).
 func (r *Reconciler) plan(view *View) ([]Action, int, bool, error) {
-	pvs, err := r.pvs.List(labels.Everything())
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("list PVs from cache: %w", err)
-	}
 	now := r.now()
-	decisions, total := DecideAll(pvs, func(pv *corev1.PersistentVolume) *storagev1.StorageClass {
-		return StorageClassFor(r.scs, pv)
-	}, view, r.opts.Config, now)
+	decisions, total, err := DecideListed(r.pvs, r.scs, view, r.opts.Config, now)
+	if err != nil {
+		return nil, 0, false, err
+	}
 	counts := map[[2]string]float64{}
 	var actions []Action
 	quiet := true

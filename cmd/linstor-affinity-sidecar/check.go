@@ -9,9 +9,8 @@ import (
 	"time"
 
 	lapi "github.com/LINBIT/golinstor/client"
-	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -117,36 +116,34 @@ func buildCheckReport(ctx context.Context, c config, explicit map[string]bool) (
 	if err != nil {
 		return sidecar.Report{}, fmt.Errorf("--default-remote-access-policy: %w", err)
 	}
-	lc, _, err := sidecar.NewLinstorClient(settings, lapi.Log(linstorLogger{}))
+	lc, bulk, err := sidecar.NewLinstorClient(settings, lapi.Log(linstorLogger{}))
 	if err != nil {
 		return sidecar.Report{}, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	view, err := sidecar.NewLinstor(lc, c.propertyNamespace).Fetch(cctx)
+	// The loop's read, lists and decision, once.
+	view, err := sidecar.NewBulkLinstor(lc, bulk, c.propertyNamespace, 0).Fetch(cctx)
 	if err != nil {
 		return sidecar.Report{}, err
 	}
-	pvList, err := kube.CoreV1().PersistentVolumes().List(cctx, metav1.ListOptions{})
+	pvs, scs, err := sidecar.Snapshot(cctx, sidecar.KubeSources(kube, false))
 	if err != nil {
-		return sidecar.Report{}, fmt.Errorf("list PVs: %w", err)
-	}
-	scList, err := kube.StorageV1().StorageClasses().List(cctx, metav1.ListOptions{})
-	if err != nil {
-		return sidecar.Report{}, fmt.Errorf("list StorageClasses: %w", err)
-	}
-	scs := make(map[string]*storagev1.StorageClass, len(scList.Items))
-	for i := range scList.Items {
-		scs[scList.Items[i].Name] = &scList.Items[i]
-	}
-	pvs := make([]*corev1.PersistentVolume, len(pvList.Items))
-	for i := range pvList.Items {
-		pvs[i] = &pvList.Items[i]
+		return sidecar.Report{}, err
 	}
 	cfg := sidecar.Config{DriverName: driverName, GracePeriod: c.gracePeriod, DefaultPolicy: defaultPolicy}
 	now := time.Now()
-	decisions, _ := sidecar.DecideAll(pvs, func(pv *corev1.PersistentVolume) *storagev1.StorageClass {
-		return scs[pv.Spec.StorageClassName]
-	}, view, cfg, now)
-	return sidecar.BuildReport(ctx, driverName, decisions, scs, inspector, c.timeout, now), nil
+	decisions, _, err := sidecar.DecideListed(pvs, scs, view, cfg, now)
+	if err != nil {
+		return sidecar.Report{}, err
+	}
+	scList, err := scs.List(labels.Everything())
+	if err != nil {
+		return sidecar.Report{}, err
+	}
+	byName := make(map[string]*storagev1.StorageClass, len(scList))
+	for _, sc := range scList {
+		byName[sc.Name] = sc
+	}
+	return sidecar.BuildReport(ctx, driverName, decisions, byName, inspector, c.timeout, now), nil
 }

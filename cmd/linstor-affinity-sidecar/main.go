@@ -17,19 +17,13 @@ import (
 
 	lapi "github.com/LINBIT/golinstor/client"
 	corev1 "k8s.io/api/core/v1"
-	storagev1 "k8s.io/api/storage/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	corelisters "k8s.io/client-go/listers/core/v1"
-	storagelisters "k8s.io/client-go/listers/storage/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -127,66 +121,6 @@ func main() {
 	// like the informers' caches.
 	linstor := sidecar.NewBulkLinstor(lc, bulk, c.propertyNamespace, c.resyncRate)
 
-	// The PV and StorageClass caches are kept by watches of the sidecar's
-	// own (sidecar.Watch), which resume within 2 s after an API server
-	// restart. PVs are decoded compact straight from the API server's JSON
-	// (sidecar.PVListerWatcher): most of the sidecar's memory at scale.
-	// StorageClasses are kept whole but for managedFields, which nothing
-	// here reads.
-	wake := make(chan struct{}, 1)
-	var rec *sidecar.Reconciler
-	noteChange := func() {
-		if rec != nil {
-			rec.NoteInputChange()
-		}
-	}
-	// The compact PV cache (sidecar.NewPVListerWatcher) is not wired: the
-	// fault suite's conflicting-edit case left a PV unrepaired with it, not
-	// yet explained; the typed watch stays until it is.
-	pvWatch := sidecar.NewWatch("persistentvolumes", cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return kube.CoreV1().PersistentVolumes().List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return kube.CoreV1().PersistentVolumes().Watch(ctx, o)
-		},
-	}, kube), &corev1.PersistentVolume{}, stripManagedFields, wakeOnPV(driverName, wake, noteChange))
-	scWatch := sidecar.NewWatch("storageclasses", cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return kube.StorageV1().StorageClasses().List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return kube.StorageV1().StorageClasses().Watch(ctx, o)
-		},
-	}, kube), &storagev1.StorageClass{}, stripManagedFields, wakeOnAny(wake, noteChange))
-
-	// Pods the scheduler cannot place because of a PV's node affinity: the
-	// API server sends only unscheduled Pending pods; the cache keeps their
-	// keys, and the blocked set the claims of the blocked ones.
-	demand := make(chan struct{}, 1)
-	var blocked *sidecar.Blocked
-	var podWatch *sidecar.Watch
-	if c.repairBlockedPods {
-		blocked = sidecar.NewBlocked()
-		podWatch = sidecar.NewWatch("pending pods", &cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				o.FieldSelector = sidecar.PendingPodSelector
-				return kube.CoreV1().Pods("").List(ctx, o)
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				o.FieldSelector = sidecar.PendingPodSelector
-				return kube.CoreV1().Pods("").Watch(ctx, o)
-			},
-		}, &corev1.Pod{}, blocked.Transform, func(obj any) {
-			if blocked.Changed(podWatch.Indexer(), obj) {
-				select {
-				case demand <- struct{}{}:
-				default:
-				}
-			}
-		})
-	}
-
 	// Never two rewriters: while the upstream affinity controller runs
 	// (deployed by the operator, its chart or by hand), no new repair starts.
 	selfNS, selfName, inPod := podconfig.Self()
@@ -195,20 +129,6 @@ func main() {
 		fail("other affinity controllers: %v", err)
 	}
 	others.Start(ctx)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-others.Changed():
-				noteChange()
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
 	var self runtime.Object
 	if inPod {
 		self = podRef(selfNS, selfName)
@@ -216,31 +136,23 @@ func main() {
 
 	method, _ := sidecar.ParseRepairMethod(c.repairMethod) // validated above
 	exec := &sidecar.Executor{Kube: kube, State: linstor, DriverName: driverName, Timeout: c.timeout, Method: method}
-	rec = sidecar.NewReconciler(sidecar.Options{
+	src := sidecar.KubeSources(kube, c.repairBlockedPods)
+	src.Others = others
+	ctrl := sidecar.NewController(src, sidecar.Options{
 		Config:  sidecar.Config{DriverName: driverName, GracePeriod: c.gracePeriod, DefaultPolicy: defaultPolicy},
 		Workers: c.workers, Timeout: c.timeout,
 		Brakes: &sidecar.Brakes{
-			MaxDriftFraction: c.maxDriftFraction, MinDrifted: 5, DriftConfirmations: c.driftConfirms,
+			MaxDriftFraction: c.maxDriftFraction, MinDrifted: sidecar.DefaultMinDrifted, DriftConfirmations: c.driftConfirms,
 			Force: c.force, MaxRepairsPerMinute: c.maxRepairsPerMin,
 		},
-		SkipUnchanged:   true,
-		OtherController: others,
-		Self:            self,
-		Blocked:         blocked,
-		Volumes:         linstor,
-	}, corelisters.NewPersistentVolumeLister(pvWatch.Indexer()), storagelisters.NewStorageClassLister(scWatch.Indexer()),
-		linstor, driver, exec, recorder, metrics)
+		SkipUnchanged: true,
+		Self:          self,
+		Volumes:       linstor,
+	}, linstor, driver, exec, recorder, metrics)
 
-	go pvWatch.Run(ctx)
-	go scWatch.Run(ctx)
-	synced := func() bool { return pvWatch.HasSynced() && scWatch.HasSynced() }
-	h.started(readiness(driver, synced))
-	waitFor := []cache.InformerSynced{pvWatch.HasSynced, scWatch.HasSynced, others.HasSynced}
-	if podWatch != nil {
-		go podWatch.Run(ctx)
-		waitFor = append(waitFor, podWatch.HasSynced)
-	}
-	if !cache.WaitForCacheSync(ctx.Done(), waitFor...) {
+	ctrl.Start(ctx)
+	h.started(readiness(driver, ctrl.Synced))
+	if !ctrl.WaitForCacheSync(ctx) {
 		fail("informer caches did not sync")
 	}
 	klog.InfoS("Caches synced", "driver", driverName, "reconcileRate", c.reconcileRate, "workers", c.workers)
@@ -248,7 +160,7 @@ func main() {
 	run := func(ctx context.Context) {
 		metrics.Leader.Set(1)
 		klog.InfoS("Acting as leader", "driver", driverName)
-		rec.Run(ctx, c.reconcileRate, wake, demand)
+		ctrl.Run(ctx, c.reconcileRate)
 	}
 	if !c.leaderElection {
 		run(ctx)
@@ -304,14 +216,6 @@ func connectDriver(ctx context.Context, c config) (*csiprobe.Client, csiprobe.In
 	}
 }
 
-// stripManagedFields drops metadata.managedFields from cached objects.
-func stripManagedFields(obj any) (any, error) {
-	if m, ok := obj.(metav1.Object); ok {
-		m.SetManagedFields(nil)
-	}
-	return obj, nil
-}
-
 // defaultGCPercent trades a little CPU in the cycles that decode LINSTOR's
 // answers for a smaller heap: the informer cache is most of what is live, and
 // with Go's default of 100 the heap may grow to twice that before a
@@ -321,39 +225,6 @@ const defaultGCPercent = 50
 func tuneGC() {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(defaultGCPercent)
-	}
-}
-
-// wakeOnPV wakes the loop when a PV of the driver appears or changes, and
-// tells it (changed) that its last decision no longer stands.
-func wakeOnPV(driverName string, wake chan<- struct{}, changed func()) func(obj any) {
-	return wakeOn(func(obj any) bool {
-		pv, ok := obj.(*corev1.PersistentVolume)
-		return ok && pv.Spec.CSI != nil && pv.Spec.CSI.Driver == driverName
-	}, wake, changed)
-}
-
-// wakeOnAny is wakeOnPV for StorageClasses: any change may change a policy.
-func wakeOnAny(wake chan<- struct{}, changed func()) func(obj any) {
-	return wakeOn(func(any) bool { return true }, wake, changed)
-}
-
-// wakeOn calls changed and pokes wake (without blocking: wake-ups coalesce)
-// for every added, updated or deleted object that concerns says is ours,
-// and after every relist (obj nil).
-func wakeOn(concerns func(obj any) bool, wake chan<- struct{}, changed func()) func(obj any) {
-	return func(obj any) {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
-		if obj != nil && !concerns(obj) {
-			return
-		}
-		changed()
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
 	}
 }
 
