@@ -130,7 +130,6 @@ type Reconciler struct {
 	warned       map[string]string
 	notReady     string
 	otherActive  bool
-	lastFetch    atomic.Int64
 
 	// inputGen counts PV and StorageClass changes (NoteInputChange);
 	// quietGen is its value when the last full decision found nothing to do
@@ -302,15 +301,6 @@ func (r *Reconciler) Run(ctx context.Context, period time.Duration, wake, demand
 	}
 }
 
-// LastFetch is when LINSTOR was last read successfully (zero if never).
-func (r *Reconciler) LastFetch() time.Time {
-	ns := r.lastFetch.Load()
-	if ns == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, ns)
-}
-
 // driverReady asks the CSI driver whether it is ready, and says so when
 // that changes; standalone (no driver) is always ready.
 func (r *Reconciler) driverReady(ctx context.Context) bool {
@@ -341,7 +331,6 @@ func (r *Reconciler) Cycle(ctx context.Context) error {
 		r.metrics.Reconciles.WithLabelValues("error").Inc()
 		return err
 	}
-	r.lastFetch.Store(view.FetchedAt.UnixNano())
 	r.last = view
 	if !view.Unchanged {
 		r.decoded.Store(true)
@@ -431,16 +420,11 @@ func (r *Reconciler) noteNotReady(err error) {
 	}
 }
 
-// Decide decides about every PV of the driver and every saved state in the
+// plan decides about every PV of the driver and every saved state in the
 // view, updates the pvs metric, logs skips worth a look, and returns the
-// actions that change something, in name order.
-func (r *Reconciler) Decide(view *View) ([]Action, error) {
-	actions, _, _, err := r.plan(view)
-	return actions, err
-}
-
-// plan is Decide that also returns how many PVs the driver has, and whether
-// no decision depended on the clock or the informer catching up (quiet).
+// actions that change something, in name order; also how many PVs the
+// driver has, and whether no decision depended on the clock or the informer
+// catching up (quiet).
 func (r *Reconciler) plan(view *View) ([]Action, int, bool, error) {
 	now := r.now()
 	decisions, total, err := DecideListed(r.pvs, r.scs, view, r.opts.Config, now)

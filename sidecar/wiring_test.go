@@ -178,7 +178,7 @@ func TestSnapshotDecidesAsTheLoop(t *testing.T) {
 	if !c.WaitForCacheSync(cctx) {
 		t.Fatal("caches did not sync")
 	}
-	loop, err := c.rec.Decide(view)
+	loop, err := planned(c.rec, view)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,8 @@ import (
 	"time"
 
 	lapi "github.com/LINBIT/golinstor/client"
+	csimetrics "github.com/kubernetes-csi/csi-lib-utils/metrics"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -67,13 +69,17 @@ func main() {
 	// Before the first request, so the client metrics count every one.
 	metrics := sidecar.NewMetrics()
 	sidecar.RegisterKubeClientMetrics(metrics.Registry)
+	// csi_sidecar_operations_seconds, as every kubernetes-csi sidecar has
+	// it, on the same /metrics; the process collector already exports the
+	// start time.
+	csiMetrics := csimetrics.NewCSIMetricsManagerWithOptions("", csimetrics.WithProcessStartTime(false))
 	// Health from the start: a liveness probe asks whether the process is
 	// alive, and it is while it waits for the driver or the API server.
 	// /readyz says why not yet until the driver answered and the caches
 	// synced.
 	h := newHealth()
 	mux := http.NewServeMux()
-	h.register(mux, c, metrics)
+	h.register(mux, c, prometheus.Gatherers{metrics.Registry, csiMetrics.GetRegistry()})
 	if c.httpEndpoint != "" {
 		go serveHTTP(ctx, c.httpEndpoint, mux)
 	}
@@ -102,7 +108,7 @@ func main() {
 	driverName := c.driverName
 	if c.csiAddress != "" {
 		h.starting("waiting for the CSI driver at " + c.csiAddress)
-		client, info := connectDriver(ctx, c)
+		client, info := connectDriver(ctx, c, csiMetrics)
 		defer func() { _ = client.Close() }()
 		driver = csiDriver{client: client}
 		if driverName == "" {
@@ -185,35 +191,26 @@ func kubeConfig(c config) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// connectDriver connects to the CSI socket and learns the driver's name,
-// waiting (and saying so once) while the driver is not up yet.
-func connectDriver(ctx context.Context, c config) (*csiprobe.Client, csiprobe.Info) {
+// connectDriver connects to the CSI socket, with every call recorded in
+// csiMetrics, and learns the driver's name, waiting (and saying so once per
+// reason) while the driver is not up yet.
+func connectDriver(ctx context.Context, c config, csiMetrics csimetrics.CSIMetricsManager) (*csiprobe.Client, csiprobe.Info) {
 	explainSocketDenied(c.csiAddress)
-	client, err := csiprobe.Connect(ctx, c.csiAddress, csiprobe.Options{Timeout: c.timeout})
+	client, err := csiprobe.Connect(ctx, c.csiAddress, csiprobe.Options{Timeout: c.timeout, MetricsManager: csiMetrics})
 	if err != nil {
 		fail("connect to CSI driver at %s: %v", c.csiAddress, err)
 	}
-	logged := ""
-	for {
-		d, err := client.Discover(ctx)
-		if d.Name != "" {
-			if err != nil {
-				klog.InfoS("CSI driver found but not fit to work with yet; will wait before acting", "driver", d.Name, "reason", err.Error())
-			} else {
-				klog.InfoS("CSI driver found", "driver", d.Name, "version", d.Version, "getVolume", d.Controller.GetVolume, "getCapacity", d.Controller.GetCapacity)
-			}
-			return client, d.Info
-		}
-		if err != nil && err.Error() != logged {
-			logged = err.Error()
-			klog.InfoS("Waiting for the CSI driver", "address", c.csiAddress, "reason", logged)
-		}
-		select {
-		case <-ctx.Done():
-			fail("stopped while waiting for the CSI driver")
-		case <-time.After(time.Second):
-		}
+	d, err := client.WaitDriver(ctx, csiprobe.DefaultProbeInterval)
+	switch {
+	case d.Name == "":
+		fail("stopped while waiting for the CSI driver: %v", err)
+	case err != nil:
+		klog.InfoS("CSI driver found but not fit to work with yet; will wait before acting", "driver", d.Name, "reason", err.Error())
+	default:
+		klog.InfoS("CSI driver found", "driver", d.Name, "version", d.Version, "getVolume", d.Controller.GetVolume, "getCapacity", d.Controller.GetCapacity)
 	}
+	csiMetrics.SetDriverName(d.Name)
+	return client, d.Info
 }
 
 // defaultGCPercent trades a little CPU in the cycles that decode LINSTOR's
