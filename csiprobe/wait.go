@@ -5,53 +5,44 @@ import (
 	"fmt"
 	"time"
 
-	"google.golang.org/grpc/status"
 	"k8s.io/klog/v2"
 )
 
-// DefaultProbeInterval is how often WaitReady asks by default, the same
+// DefaultProbeInterval is how often WaitDriver asks by default, the same
 // pace as the kubernetes-csi sidecars' startup probe.
 const DefaultProbeInterval = time.Second
 
-// WaitReady calls Probe every interval until the driver says it is ready or
-// ctx ends. Errors are retried too: a driver restarting next to the sidecar
-// answers Unavailable or times out for a while. It logs once per change of
-// state (not ready, each distinct failure code, ready), so a long wait
-// stays one line in the pod log instead of one per attempt. An interval of
-// zero or less means DefaultProbeInterval.
-func (c *Client) WaitReady(ctx context.Context, interval time.Duration) error {
+// WaitDriver calls Discover every interval until the driver names itself or
+// ctx ends, and returns what Discover said then: the Driver, with Discover's
+// error when the driver is not fit to work with yet (not ready, no
+// topology). A caller holds off acting on such a driver but need not wait
+// for it. Failed calls are retried too: a driver restarting next to the
+// sidecar answers Unavailable or times out for a while. It logs once per
+// distinct failure, so a long wait stays one line in the pod log instead of
+// one per attempt. An interval of zero or less means DefaultProbeInterval.
+func (c *Client) WaitDriver(ctx context.Context, interval time.Duration) (Driver, error) {
 	if interval <= 0 {
 		interval = DefaultProbeInterval
 	}
 	log := klog.FromContext(ctx)
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
-
 	last := ""
 	for {
-		ready, err := c.Probe(ctx)
+		d, err := c.Discover(ctx)
+		if d.Name != "" {
+			return d, err
+		}
 		if ctx.Err() != nil {
-			return fmt.Errorf("csi address %s: waiting for ready: %w", c.address, ctx.Err())
+			return d, fmt.Errorf("csi address %s: waiting for the driver: %w", c.address, ctx.Err())
 		}
-		state := "not ready"
-		switch {
-		case err != nil:
-			state = "failed: " + status.Code(err).String()
-		case ready:
-			log.Info("CSI driver is ready", "address", c.address)
-			return nil
-		}
-		if state != last {
-			if err != nil {
-				log.Info("Waiting for the CSI driver: probe failed", "address", c.address, "err", err)
-			} else {
-				log.Info("Waiting for the CSI driver: not ready", "address", c.address)
-			}
-			last = state
+		if err != nil && err.Error() != last {
+			last = err.Error()
+			log.Info("Waiting for the CSI driver", "address", c.address, "reason", last)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("csi address %s: waiting for ready: %w", c.address, ctx.Err())
+			return d, fmt.Errorf("csi address %s: waiting for the driver: %w", c.address, ctx.Err())
 		case <-ticker.C:
 		}
 	}

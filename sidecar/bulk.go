@@ -3,15 +3,11 @@ package sidecar
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"fmt"
 	"hash/maphash"
 	"io"
 	"maps"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -318,90 +314,4 @@ func decodeList(r io.Reader, field func(s *scanner, key []byte) error, done func
 		return err
 	}
 	return s.done()
-}
-
-// NewLinstorClient builds the sidecar's golinstor client from golinstor's
-// LS_* environment, on a BulkTransport so Fetch can read the bulk lists lean.
-// TLS is configured from the same variables golinstor reads (LS_ROOT_CA,
-// LS_USER_CERTIFICATE, LS_USER_KEY and their *_FILE forms, files read at each
-// handshake so rotated certificates are picked up); authentication,
-// controller list and failover stay golinstor's.
-func NewLinstorClient(opts ...lapi.Option) (*lapi.Client, *BulkTransport, error) {
-	base, err := linstorBaseTransport()
-	if err != nil {
-		return nil, nil, err
-	}
-	bt := NewBulkTransport(base)
-	c, err := lapi.NewClient(append([]lapi.Option{lapi.HTTPClient(&http.Client{Transport: bt})}, opts...)...)
-	if err != nil {
-		return nil, nil, err
-	}
-	return c, bt, nil
-}
-
-// linstorBaseTransport is golinstor's HTTP client setup, written for a
-// transport: no TLS variable set means the default transport.
-func linstorBaseTransport() (http.RoundTripper, error) {
-	env := func(name string) (string, bool) { return os.LookupEnv(name) }
-	certFile, haveCertFile := env(lapi.UserCertFileEnv)
-	certPEM, haveCert := env(lapi.UserCertEnv)
-	keyFile, haveKeyFile := env(lapi.UserKeyFileEnv)
-	keyPEM, haveKey := env(lapi.UserKeyEnv)
-	caFile, haveCAFile := env(lapi.RootCAFileEnv)
-	caPEM, haveCA := env(lapi.RootCAEnv)
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	if (haveKey || haveKeyFile) != (haveCert || haveCertFile) {
-		return nil, fmt.Errorf("%s[_FILE] and %s[_FILE]: set both or neither", lapi.UserKeyEnv, lapi.UserCertEnv)
-	}
-	if !haveCert && !haveCertFile && !haveKey && !haveKeyFile && !haveCA && !haveCAFile {
-		return tr, nil
-	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12}
-	if haveCAFile {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("read %s: %w", lapi.RootCAFileEnv, err)
-		}
-		caPEM, haveCA = string(pem), true
-	}
-	if haveCA {
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM([]byte(caPEM)) {
-			return nil, errors.New(lapi.RootCAEnv + ": no valid certificate")
-		}
-		cfg.RootCAs = pool
-	}
-	switch {
-	case haveCert && haveKey && !haveCertFile && !haveKeyFile:
-		pair, err := tls.X509KeyPair([]byte(certPEM), []byte(keyPEM))
-		if err != nil {
-			return nil, fmt.Errorf("LINSTOR client certificate: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
-	case haveCert || haveCertFile:
-		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			c, k := certPEM, keyPEM
-			if haveCertFile {
-				b, err := os.ReadFile(certFile)
-				if err != nil {
-					return nil, fmt.Errorf("read %s: %w", lapi.UserCertFileEnv, err)
-				}
-				c = string(b)
-			}
-			if haveKeyFile {
-				b, err := os.ReadFile(keyFile)
-				if err != nil {
-					return nil, fmt.Errorf("read %s: %w", lapi.UserKeyFileEnv, err)
-				}
-				k = string(b)
-			}
-			pair, err := tls.X509KeyPair([]byte(c), []byte(k))
-			if err != nil {
-				return nil, fmt.Errorf("LINSTOR client certificate: %w", err)
-			}
-			return &pair, nil
-		}
-	}
-	tr.TLSClientConfig = cfg
-	return tr, nil
 }

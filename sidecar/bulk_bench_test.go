@@ -12,6 +12,7 @@ import (
 
 	lapi "github.com/LINBIT/golinstor/client"
 
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/podconfig"
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/linstorsim"
 )
 
@@ -32,11 +33,7 @@ func benchSim(b *testing.B, n int, opts linstorsim.Options) (*linstorsim.Sim, *L
 	if err := sim.Generate(linstorsim.GenerateSpec{Nodes: 100, Zones: 5, Volumes: n, Replicas: 3}); err != nil {
 		b.Fatal(err)
 	}
-	u, err := url.Parse(sim.URL())
-	if err != nil {
-		b.Fatal(err)
-	}
-	lc, bt, err := NewLinstorClient(lapi.BaseURL(u), lapi.Log(quietLog{}))
+	lc, bt, err := NewLinstorClient(podconfig.Linstor{Controllers: sim.URL()}, lapi.Log(quietLog{}))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -230,7 +230,7 @@ func (b *exBed) converge(n int) {
 		r, _ := b.reconciler(nil)
 		v, err := b.linstor.Fetch(context.Background())
 		b.must(err)
-		actions, err := r.Decide(v)
+		actions, err := planned(r, v)
 		b.must(err)
 		if len(actions) == 0 {
 			return
@@ -303,7 +303,7 @@ func TestReplaceRewritesDriftedPVKeepingEverythingElse(t *testing.T) {
 	r2, _ := b.reconciler(nil)
 	v, err := b.linstor.Fetch(context.Background())
 	b.must(err)
-	if actions, _ := r2.Decide(v); len(actions) != 0 {
+	if actions, _ := planned(r2, v); len(actions) != 0 {
 		t.Fatalf("repaired PV decided again: %+v", actions[0])
 	}
 }
@@ -405,7 +405,7 @@ func TestSavedStateOnLegacyLocationIsFinished(t *testing.T) {
 	v.RDs["vol-e"].LegacySaved = raw
 	r, _ := b.reconciler(nil)
 	r.exec.State = store
-	actions, err := r.Decide(v)
+	actions, err := planned(r, v)
 	b.must(err)
 	if len(actions) != 1 || actions[0].Kind != KindRecreate || !actions[0].Saved.Legacy {
 		t.Fatalf("want one recreate from legacy state, got %+v", actions)

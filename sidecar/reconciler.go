@@ -13,7 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	corelisters "k8s.io/client-go/listers/core/v1"
@@ -131,7 +130,6 @@ type Reconciler struct {
 	warned       map[string]string
 	notReady     string
 	otherActive  bool
-	lastFetch    atomic.Int64
 
 	// inputGen counts PV and StorageClass changes (NoteInputChange);
 	// quietGen is its value when the last full decision found nothing to do
@@ -303,15 +301,6 @@ func (r *Reconciler) Run(ctx context.Context, period time.Duration, wake, demand
 	}
 }
 
-// LastFetch is when LINSTOR was last read successfully (zero if never).
-func (r *Reconciler) LastFetch() time.Time {
-	ns := r.lastFetch.Load()
-	if ns == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, ns)
-}
-
 // driverReady asks the CSI driver whether it is ready, and says so when
 // that changes; standalone (no driver) is always ready.
 func (r *Reconciler) driverReady(ctx context.Context) bool {
@@ -342,7 +331,6 @@ func (r *Reconciler) Cycle(ctx context.Context) error {
 		r.metrics.Reconciles.WithLabelValues("error").Inc()
 		return err
 	}
-	r.lastFetch.Store(view.FetchedAt.UnixNano())
 	r.last = view
 	if !view.Unchanged {
 		r.decoded.Store(true)
@@ -432,25 +420,17 @@ func (r *Reconciler) noteNotReady(err error) {
 	}
 }
 
-// Decide decides about every PV of the driver and every saved state in the
+// plan decides about every PV of the driver and every saved state in the
 // view, updates the pvs metric, logs skips worth a look, and returns the
-// actions that change something, in name order.
-func (r *Reconciler) Decide(view *View) ([]Action, error) {
-	actions, _, _, err := r.plan(view)
-	return actions, err
-}
-
-// plan is Decide that also returns how many PVs the driver has, and whether
-// no decision depended on the clock or the informer catching up (quiet).
+// actions that change something, in name order; also how many PVs the
+// driver has, and whether no decision depended on the clock or the informer
+// catching up (quiet).
 func (r *Reconciler) plan(view *View) ([]Action, int, bool, error) {
-	pvs, err := r.pvs.List(labels.Everything())
-	if err != nil {
-		return nil, 0, false, fmt.Errorf("list PVs from cache: %w", err)
-	}
 	now := r.now()
-	decisions, total := DecideAll(pvs, func(pv *corev1.PersistentVolume) *storagev1.StorageClass {
-		return StorageClassFor(r.scs, pv)
-	}, view, r.opts.Config, now)
+	decisions, total, err := DecideListed(r.pvs, r.scs, view, r.opts.Config, now)
+	if err != nil {
+		return nil, 0, false, err
+	}
 	counts := map[[2]string]float64{}
 	var actions []Action
 	quiet := true

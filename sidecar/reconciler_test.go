@@ -147,7 +147,7 @@ func TestStaleCacheDoesNotRepairTwice(t *testing.T) {
 	}
 	v, err := b.linstor.Fetch(context.Background())
 	b.must(err)
-	actions, err := r.Decide(v)
+	actions, err := planned(r, v)
 	b.must(err)
 	if len(actions) != 0 {
 		t.Fatalf("stale cache led to a second action: %s %s", actions[0].Kind, actions[0].Message)

@@ -73,7 +73,7 @@ func TestStaleCacheAfterFailedCreateRecreatesInsteadOfClearing(t *testing.T) {
 	// The same instance waits for its informer: the failed replace wrote.
 	v, err := b.linstor.Fetch(context.Background())
 	b.must(err)
-	actions, err := r.Decide(v)
+	actions, err := planned(r, v)
 	b.must(err)
 	if len(actions) != 0 {
 		t.Fatalf("decided on a copy from before its own failed replace: %s %s", actions[0].Kind, actions[0].Message)
@@ -81,7 +81,7 @@ func TestStaleCacheAfterFailedCreateRecreatesInsteadOfClearing(t *testing.T) {
 	// A restarted instance whose informer still shows the PV as it was.
 	r2, _ := b.reconciler(nil)
 	withCache(t, r2, pvs[0])
-	actions, err = r2.Decide(v)
+	actions, err = planned(r2, v)
 	b.must(err)
 	if len(actions) != 1 || actions[0].Kind != KindClearSaved {
 		t.Fatalf("test premise: the stale copy should look alive, got %+v", actions)
@@ -114,7 +114,7 @@ func TestStaleCacheAfterRetainStillRestoresThePolicy(t *testing.T) {
 	withCache(t, r2, pvs[0])
 	v, err := b.linstor.Fetch(context.Background())
 	b.must(err)
-	actions, err := r2.Decide(v)
+	actions, err := planned(r2, v)
 	b.must(err)
 	if failed := r2.execute(context.Background(), actions); failed != 0 {
 		t.Fatal("settling failed")
@@ -137,7 +137,7 @@ func TestPVsSharingAVolumeAreRepairedOneAfterTheOther(t *testing.T) {
 	r, rec := b.reconciler(nil)
 	v, err := b.linstor.Fetch(context.Background())
 	b.must(err)
-	actions, err := r.Decide(v)
+	actions, err := planned(r, v)
 	b.must(err)
 	if len(actions) != 1 || actions[0].Name != twin.Name {
 		t.Fatalf("want exactly one replace on the shared volume, of %s (the first by name), got %d actions", twin.Name, len(actions))

@@ -242,3 +242,10 @@ func mkRD(name string, vols int, resources ...Resource) *RDView {
 	}
 	return rd
 }
+
+// planned is what the loop would carry out on view: plan's actions, the
+// pvs metric updated and skips logged as in a cycle.
+func planned(r *Reconciler, view *View) ([]Action, error) {
+	actions, _, _, err := r.plan(view)
+	return actions, err
+}

@@ -9,16 +9,14 @@ import (
 	"time"
 
 	lapi "github.com/LINBIT/golinstor/client"
-	corev1 "k8s.io/api/core/v1"
 	storagev1 "k8s.io/api/storage/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
 
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/csiprobe"
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
-	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/podconfig"
 )
 
 // Exit statuses of check.
@@ -84,6 +82,7 @@ func buildCheckReport(ctx context.Context, c config, explicit map[string]bool) (
 	}
 	var inspector sidecar.Inspector
 	driverName := c.driverName
+	fromCSI := false
 	if c.csiAddress != "" {
 		client, err := csiprobe.Connect(ctx, c.csiAddress, csiprobe.Options{Timeout: c.timeout, ConnectTimeout: 3 * time.Second})
 		if err == nil {
@@ -94,16 +93,7 @@ func buildCheckReport(ctx context.Context, c config, explicit map[string]bool) (
 				if driverName == "" {
 					driverName = info.Name
 				}
-				// One try's worth of time: a check reports, it does not wait.
-				actx, cancel := context.WithTimeout(ctx, c.timeout)
-				files, aerr := adoptCSIContainerSettings(actx, kube, &c, explicit, newHealth(), &record.FakeRecorder{})
-				cancel()
-				if aerr != nil {
-					return sidecar.Report{}, fmt.Errorf("reading the CSI container's settings: %w", aerr)
-				}
-				if ferr := podconfig.CheckFiles(os.Getenv, os.Stat, files, c.csiContainer); ferr != nil {
-					return sidecar.Report{}, ferr
-				}
+				fromCSI = true
 			} else {
 				err = ierr
 			}
@@ -115,40 +105,45 @@ func buildCheckReport(ctx context.Context, c config, explicit map[string]bool) (
 			klog.InfoS("CSI driver not reachable; reporting without its view", "address", c.csiAddress, "err", err)
 		}
 	}
+	// One try's worth of time: a check reports, it does not wait.
+	actx, cancel := context.WithTimeout(ctx, c.timeout)
+	settings, err := linstorSettings(actx, kube, &c, explicit, fromCSI, newHealth(), &record.FakeRecorder{})
+	cancel()
+	if err != nil {
+		return sidecar.Report{}, err
+	}
 	defaultPolicy, err := sidecar.ParsePolicy(c.defaultPolicy)
 	if err != nil {
 		return sidecar.Report{}, fmt.Errorf("--default-remote-access-policy: %w", err)
 	}
-	lc, err := lapi.NewClient(lapi.Log(linstorLogger{}))
-	if err != nil {
-		return sidecar.Report{}, fmt.Errorf("LINSTOR client: %w", err)
-	}
-	cctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	view, err := sidecar.NewLinstor(lc, c.propertyNamespace).Fetch(cctx)
+	lc, bulk, err := sidecar.NewLinstorClient(settings, lapi.Log(linstorLogger{}))
 	if err != nil {
 		return sidecar.Report{}, err
 	}
-	pvList, err := kube.CoreV1().PersistentVolumes().List(cctx, metav1.ListOptions{})
+	cctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	// The loop's read, lists and decision, once.
+	view, err := sidecar.NewBulkLinstor(lc, bulk, c.propertyNamespace, 0).Fetch(cctx)
 	if err != nil {
-		return sidecar.Report{}, fmt.Errorf("list PVs: %w", err)
+		return sidecar.Report{}, err
 	}
-	scList, err := kube.StorageV1().StorageClasses().List(cctx, metav1.ListOptions{})
+	pvs, scs, err := sidecar.Snapshot(cctx, sidecar.KubeSources(kube, false))
 	if err != nil {
-		return sidecar.Report{}, fmt.Errorf("list StorageClasses: %w", err)
-	}
-	scs := make(map[string]*storagev1.StorageClass, len(scList.Items))
-	for i := range scList.Items {
-		scs[scList.Items[i].Name] = &scList.Items[i]
-	}
-	pvs := make([]*corev1.PersistentVolume, len(pvList.Items))
-	for i := range pvList.Items {
-		pvs[i] = &pvList.Items[i]
+		return sidecar.Report{}, err
 	}
 	cfg := sidecar.Config{DriverName: driverName, GracePeriod: c.gracePeriod, DefaultPolicy: defaultPolicy}
 	now := time.Now()
-	decisions, _ := sidecar.DecideAll(pvs, func(pv *corev1.PersistentVolume) *storagev1.StorageClass {
-		return scs[pv.Spec.StorageClassName]
-	}, view, cfg, now)
-	return sidecar.BuildReport(ctx, driverName, decisions, scs, inspector, c.timeout, now), nil
+	decisions, _, err := sidecar.DecideListed(pvs, scs, view, cfg, now)
+	if err != nil {
+		return sidecar.Report{}, err
+	}
+	scList, err := scs.List(labels.Everything())
+	if err != nil {
+		return sidecar.Report{}, err
+	}
+	byName := make(map[string]*storagev1.StorageClass, len(scList))
+	for _, sc := range scList {
+		byName[sc.Name] = sc
+	}
+	return sidecar.BuildReport(ctx, driverName, decisions, byName, inspector, c.timeout, now), nil
 }

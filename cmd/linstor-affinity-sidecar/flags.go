@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"strings"
 	"time"
 
 	"k8s.io/klog/v2"
 
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/podconfig"
 )
 
 // config is every setting of the program, named as the kubernetes-csi sidecars
@@ -103,7 +105,7 @@ func newFlagSet(name string, c *config) *flag.FlagSet {
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s [flags]\n       %s check [-o table|json] [flags]\n       %s migrate-properties [flags]\n\n", name, name, name)
 		fmt.Fprintf(fs.Output(), "Keeps the node affinity of LINSTOR CSI PersistentVolumes in sync with where LINSTOR keeps their data.\n")
-		fmt.Fprintf(fs.Output(), "LINSTOR is reached with golinstor's LS_* environment (LS_CONTROLLERS, LS_ROOT_CA, LS_USER_CERTIFICATE, LS_USER_KEY, ...).\n\nFlags:\n")
+		fmt.Fprintf(fs.Output(), "LINSTOR is reached with golinstor's LS_* environment (%s),\nor else with the settings of the LINSTOR CSI container (--csi-container).\n\nFlags:\n", strings.Join(podconfig.LinstorEnv(), ", "))
 		fs.PrintDefaults()
 	}
 	return fs

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
@@ -52,8 +53,9 @@ func (h *health) ready(ctx context.Context) error {
 	return check(ctx)
 }
 
-// register adds /healthz, /readyz, the metrics and (if enabled) pprof.
-func (h *health) register(mux *http.ServeMux, c config, metrics *sidecar.Metrics) {
+// register adds /healthz, /readyz, the metrics of metrics and (if enabled)
+// pprof.
+func (h *health) register(mux *http.ServeMux, c config, metrics prometheus.Gatherer) {
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
@@ -64,7 +66,7 @@ func (h *health) register(mux *http.ServeMux, c config, metrics *sidecar.Metrics
 		}
 		_, _ = w.Write([]byte("ok\n"))
 	})
-	mux.Handle(c.metricsPath, promhttp.HandlerFor(metrics.Registry, promhttp.HandlerOpts{}))
+	mux.Handle(c.metricsPath, promhttp.HandlerFor(metrics, promhttp.HandlerOpts{}))
 	if c.enablePprof {
 		mux.HandleFunc("/debug/pprof/", pprof.Index)
 		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)

@@ -16,20 +16,16 @@ import (
 	"time"
 
 	lapi "github.com/LINBIT/golinstor/client"
+	csimetrics "github.com/kubernetes-csi/csi-lib-utils/metrics"
+	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	storagev1 "k8s.io/api/storage/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/rand"
-	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/kubernetes/scheme"
 	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
-	corelisters "k8s.io/client-go/listers/core/v1"
-	storagelisters "k8s.io/client-go/listers/storage/v1"
 	"k8s.io/client-go/rest"
-	"k8s.io/client-go/tools/cache"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/client-go/tools/record"
 	"k8s.io/klog/v2"
@@ -73,13 +69,17 @@ func main() {
 	// Before the first request, so the client metrics count every one.
 	metrics := sidecar.NewMetrics()
 	sidecar.RegisterKubeClientMetrics(metrics.Registry)
+	// csi_sidecar_operations_seconds, as every kubernetes-csi sidecar has
+	// it, on the same /metrics; the process collector already exports the
+	// start time.
+	csiMetrics := csimetrics.NewCSIMetricsManagerWithOptions("", csimetrics.WithProcessStartTime(false))
 	// Health from the start: a liveness probe asks whether the process is
 	// alive, and it is while it waits for the driver or the API server.
 	// /readyz says why not yet until the driver answered and the caches
 	// synced.
 	h := newHealth()
 	mux := http.NewServeMux()
-	h.register(mux, c, metrics)
+	h.register(mux, c, prometheus.Gatherers{metrics.Registry, csiMetrics.GetRegistry()})
 	if c.httpEndpoint != "" {
 		go serveHTTP(ctx, c.httpEndpoint, mux)
 	}
@@ -95,14 +95,8 @@ func main() {
 	defer broadcaster.Shutdown()
 	recorder := broadcaster.NewRecorder(scheme.Scheme, corev1.EventSource{Component: component})
 
-	var csiFiles map[string]podconfig.File
-	if c.csiAddress != "" {
-		h.starting("reading the LINSTOR settings of container " + c.csiContainer)
-		if csiFiles, err = adoptCSIContainerSettings(ctx, kube, &c, setFlags(fs), h, recorder); err != nil {
-			fail("stopped while reading the CSI container's settings: %v", err)
-		}
-	}
-	if err := podconfig.CheckFiles(os.Getenv, os.Stat, csiFiles, c.csiContainer); err != nil {
+	linstorConn, err := linstorSettings(ctx, kube, &c, setFlags(fs), c.csiAddress != "", h, recorder)
+	if err != nil {
 		fail("%v", err)
 	}
 	defaultPolicy, err := c.validate()
@@ -114,7 +108,7 @@ func main() {
 	driverName := c.driverName
 	if c.csiAddress != "" {
 		h.starting("waiting for the CSI driver at " + c.csiAddress)
-		client, info := connectDriver(ctx, c)
+		client, info := connectDriver(ctx, c, csiMetrics)
 		defer func() { _ = client.Close() }()
 		driver = csiDriver{client: client}
 		if driverName == "" {
@@ -124,65 +118,14 @@ func main() {
 		}
 	}
 
-	lc, bulk, err := sidecar.NewLinstorClient(lapi.Log(linstorLogger{}))
+	lc, bulk, err := sidecar.NewLinstorClient(linstorConn, lapi.Log(linstorLogger{}))
 	if err != nil {
-		fail("LINSTOR client from LS_* environment: %v", err)
+		fail("%v", err)
 	}
 	// A LINSTOR view whose decision-relevant content did not change is
 	// reported unchanged (no decision anew) for at most one resync period,
 	// like the informers' caches.
 	linstor := sidecar.NewBulkLinstor(lc, bulk, c.propertyNamespace, c.resyncRate)
-
-	// The PV and StorageClass caches are kept by watches of the sidecar's
-	// own (sidecar.Watch), which resume within 2 s after an API server
-	// restart. PVs are decoded compact straight from the API server's JSON
-	// (sidecar.PVListerWatcher): most of the sidecar's memory at scale.
-	// StorageClasses are kept whole but for managedFields, which nothing
-	// here reads.
-	wake := make(chan struct{}, 1)
-	var rec *sidecar.Reconciler
-	noteChange := func() {
-		if rec != nil {
-			rec.NoteInputChange()
-		}
-	}
-	pvWatch := sidecar.NewWatch("persistentvolumes", sidecar.NewPVListerWatcher(kube.CoreV1().RESTClient()),
-		&corev1.PersistentVolume{}, nil, wakeOnPV(driverName, wake, noteChange))
-	scWatch := sidecar.NewWatch("storageclasses", cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
-		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-			return kube.StorageV1().StorageClasses().List(ctx, o)
-		},
-		WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-			return kube.StorageV1().StorageClasses().Watch(ctx, o)
-		},
-	}, kube), &storagev1.StorageClass{}, stripManagedFields, wakeOnAny(wake, noteChange))
-
-	// Pods the scheduler cannot place because of a PV's node affinity: the
-	// API server sends only unscheduled Pending pods; the cache keeps their
-	// keys, and the blocked set the claims of the blocked ones.
-	demand := make(chan struct{}, 1)
-	var blocked *sidecar.Blocked
-	var podWatch *sidecar.Watch
-	if c.repairBlockedPods {
-		blocked = sidecar.NewBlocked()
-		podWatch = sidecar.NewWatch("pending pods", &cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				o.FieldSelector = sidecar.PendingPodSelector
-				return kube.CoreV1().Pods("").List(ctx, o)
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				o.FieldSelector = sidecar.PendingPodSelector
-				return kube.CoreV1().Pods("").Watch(ctx, o)
-			},
-		}, &corev1.Pod{}, blocked.Transform, func(obj any) {
-			if blocked.Changed(podWatch.Indexer(), obj) {
-				select {
-				case demand <- struct{}{}:
-				default:
-				}
-			}
-		})
-	}
 
 	// Never two rewriters: while the upstream affinity controller runs
 	// (deployed by the operator, its chart or by hand), no new repair starts.
@@ -192,20 +135,6 @@ func main() {
 		fail("other affinity controllers: %v", err)
 	}
 	others.Start(ctx)
-	go func() {
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case <-others.Changed():
-				noteChange()
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
-			}
-		}
-	}()
 	var self runtime.Object
 	if inPod {
 		self = podRef(selfNS, selfName)
@@ -213,31 +142,23 @@ func main() {
 
 	method, _ := sidecar.ParseRepairMethod(c.repairMethod) // validated above
 	exec := &sidecar.Executor{Kube: kube, State: linstor, DriverName: driverName, Timeout: c.timeout, Method: method}
-	rec = sidecar.NewReconciler(sidecar.Options{
+	src := sidecar.KubeSources(kube, c.repairBlockedPods)
+	src.Others = others
+	ctrl := sidecar.NewController(src, sidecar.Options{
 		Config:  sidecar.Config{DriverName: driverName, GracePeriod: c.gracePeriod, DefaultPolicy: defaultPolicy},
 		Workers: c.workers, Timeout: c.timeout,
 		Brakes: &sidecar.Brakes{
-			MaxDriftFraction: c.maxDriftFraction, MinDrifted: 5, DriftConfirmations: c.driftConfirms,
+			MaxDriftFraction: c.maxDriftFraction, MinDrifted: sidecar.DefaultMinDrifted, DriftConfirmations: c.driftConfirms,
 			Force: c.force, MaxRepairsPerMinute: c.maxRepairsPerMin,
 		},
-		SkipUnchanged:   true,
-		OtherController: others,
-		Self:            self,
-		Blocked:         blocked,
-		Volumes:         linstor,
-	}, corelisters.NewPersistentVolumeLister(pvWatch.Indexer()), storagelisters.NewStorageClassLister(scWatch.Indexer()),
-		linstor, driver, exec, recorder, metrics)
+		SkipUnchanged: true,
+		Self:          self,
+		Volumes:       linstor,
+	}, linstor, driver, exec, recorder, metrics)
 
-	go pvWatch.Run(ctx)
-	go scWatch.Run(ctx)
-	synced := func() bool { return pvWatch.HasSynced() && scWatch.HasSynced() }
-	h.started(readiness(driver, synced))
-	waitFor := []cache.InformerSynced{pvWatch.HasSynced, scWatch.HasSynced, others.HasSynced}
-	if podWatch != nil {
-		go podWatch.Run(ctx)
-		waitFor = append(waitFor, podWatch.HasSynced)
-	}
-	if !cache.WaitForCacheSync(ctx.Done(), waitFor...) {
+	ctrl.Start(ctx)
+	h.started(readiness(driver, ctrl.Synced))
+	if !ctrl.WaitForCacheSync(ctx) {
 		fail("informer caches did not sync")
 	}
 	klog.InfoS("Caches synced", "driver", driverName, "reconcileRate", c.reconcileRate, "workers", c.workers)
@@ -245,7 +166,7 @@ func main() {
 	run := func(ctx context.Context) {
 		metrics.Leader.Set(1)
 		klog.InfoS("Acting as leader", "driver", driverName)
-		rec.Run(ctx, c.reconcileRate, wake, demand)
+		ctrl.Run(ctx, c.reconcileRate)
 	}
 	if !c.leaderElection {
 		run(ctx)
@@ -270,43 +191,26 @@ func kubeConfig(c config) (*rest.Config, error) {
 	return cfg, nil
 }
 
-// connectDriver connects to the CSI socket and learns the driver's name,
-// waiting (and saying so once) while the driver is not up yet.
-func connectDriver(ctx context.Context, c config) (*csiprobe.Client, csiprobe.Info) {
+// connectDriver connects to the CSI socket, with every call recorded in
+// csiMetrics, and learns the driver's name, waiting (and saying so once per
+// reason) while the driver is not up yet.
+func connectDriver(ctx context.Context, c config, csiMetrics csimetrics.CSIMetricsManager) (*csiprobe.Client, csiprobe.Info) {
 	explainSocketDenied(c.csiAddress)
-	client, err := csiprobe.Connect(ctx, c.csiAddress, csiprobe.Options{Timeout: c.timeout})
+	client, err := csiprobe.Connect(ctx, c.csiAddress, csiprobe.Options{Timeout: c.timeout, MetricsManager: csiMetrics})
 	if err != nil {
 		fail("connect to CSI driver at %s: %v", c.csiAddress, err)
 	}
-	logged := ""
-	for {
-		d, err := client.Discover(ctx)
-		if d.Name != "" {
-			if err != nil {
-				klog.InfoS("CSI driver found but not fit to work with yet; will wait before acting", "driver", d.Name, "reason", err.Error())
-			} else {
-				klog.InfoS("CSI driver found", "driver", d.Name, "version", d.Version, "getVolume", d.Controller.GetVolume, "getCapacity", d.Controller.GetCapacity)
-			}
-			return client, d.Info
-		}
-		if err != nil && err.Error() != logged {
-			logged = err.Error()
-			klog.InfoS("Waiting for the CSI driver", "address", c.csiAddress, "reason", logged)
-		}
-		select {
-		case <-ctx.Done():
-			fail("stopped while waiting for the CSI driver")
-		case <-time.After(time.Second):
-		}
+	d, err := client.WaitDriver(ctx, csiprobe.DefaultProbeInterval)
+	switch {
+	case d.Name == "":
+		fail("stopped while waiting for the CSI driver: %v", err)
+	case err != nil:
+		klog.InfoS("CSI driver found but not fit to work with yet; will wait before acting", "driver", d.Name, "reason", err.Error())
+	default:
+		klog.InfoS("CSI driver found", "driver", d.Name, "version", d.Version, "getVolume", d.Controller.GetVolume, "getCapacity", d.Controller.GetCapacity)
 	}
-}
-
-// stripManagedFields drops metadata.managedFields from cached objects.
-func stripManagedFields(obj any) (any, error) {
-	if m, ok := obj.(metav1.Object); ok {
-		m.SetManagedFields(nil)
-	}
-	return obj, nil
+	csiMetrics.SetDriverName(d.Name)
+	return client, d.Info
 }
 
 // defaultGCPercent trades a little CPU in the cycles that decode LINSTOR's
@@ -318,39 +222,6 @@ const defaultGCPercent = 50
 func tuneGC() {
 	if _, set := os.LookupEnv("GOGC"); !set {
 		debug.SetGCPercent(defaultGCPercent)
-	}
-}
-
-// wakeOnPV wakes the loop when a PV of the driver appears or changes, and
-// tells it (changed) that its last decision no longer stands.
-func wakeOnPV(driverName string, wake chan<- struct{}, changed func()) func(obj any) {
-	return wakeOn(func(obj any) bool {
-		pv, ok := obj.(*corev1.PersistentVolume)
-		return ok && pv.Spec.CSI != nil && pv.Spec.CSI.Driver == driverName
-	}, wake, changed)
-}
-
-// wakeOnAny is wakeOnPV for StorageClasses: any change may change a policy.
-func wakeOnAny(wake chan<- struct{}, changed func()) func(obj any) {
-	return wakeOn(func(any) bool { return true }, wake, changed)
-}
-
-// wakeOn calls changed and pokes wake (without blocking: wake-ups coalesce)
-// for every added, updated or deleted object that concerns says is ours,
-// and after every relist (obj nil).
-func wakeOn(concerns func(obj any) bool, wake chan<- struct{}, changed func()) func(obj any) {
-	return func(obj any) {
-		if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
-			obj = tomb.Obj
-		}
-		if obj != nil && !concerns(obj) {
-			return
-		}
-		changed()
-		select {
-		case wake <- struct{}{}:
-		default:
-		}
 	}
 }
 

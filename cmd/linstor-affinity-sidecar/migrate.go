@@ -10,6 +10,7 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/podconfig"
 )
 
 // migrateProperties moves saved state from resource definitions (where old
@@ -19,9 +20,13 @@ func migrateProperties(name string, args []string) {
 	exitOnHelp(newFlagSet(name+" migrate-properties", &c).Parse(args))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
-	lc, err := lapi.NewClient(lapi.Log(linstorLogger{}))
+	settings, _ := podconfig.LinstorFrom(os.LookupEnv)
+	if err := podconfig.CheckFiles(settings, os.Stat, nil, c.csiContainer); err != nil {
+		fail("%v", err)
+	}
+	lc, _, err := sidecar.NewLinstorClient(settings, lapi.Log(linstorLogger{}))
 	if err != nil {
-		fail("LINSTOR client from LS_* environment: %v", err)
+		fail("%v", err)
 	}
 	linstor := sidecar.NewLinstor(lc, c.propertyNamespace)
 	fctx, cancel := context.WithTimeout(ctx, c.timeout)

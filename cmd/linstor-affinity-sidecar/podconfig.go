@@ -30,26 +30,46 @@ func setFlags(fs *flag.FlagSet) map[string]bool {
 // minutes at most.
 var settingsBackoff = wait.Backoff{Duration: time.Second, Factor: 2, Jitter: 0.1, Steps: 1 << 30, Cap: 2 * time.Minute}
 
-// adoptCSIContainerSettings takes the LINSTOR connection, property namespace
-// and default policy from the LINSTOR CSI container of the sidecar's own pod,
-// unless they are given explicitly (LS_* environment, flags).
+// linstorSettings is how to reach LINSTOR, as one value: the LS_*
+// environment when any of it is set, otherwise (fromCSI: the sidecar runs
+// next to the driver) what the LINSTOR CSI container of its own pod uses.
+// The property namespace and default policy are taken from that container
+// too, unless flags set them (explicit). Every *_FILE setting must name a
+// file this container has.
+func linstorSettings(ctx context.Context, kube kubernetes.Interface, c *config, explicit map[string]bool, fromCSI bool,
+	h *health, recorder record.EventRecorder) (podconfig.Linstor, error) {
+	settings, haveEnv := podconfig.LinstorFrom(os.LookupEnv)
+	var files map[string]podconfig.File
+	if fromCSI {
+		h.starting("reading the LINSTOR settings of container " + c.csiContainer)
+		s, err := adoptCSIContainerSettings(ctx, kube, c, explicit, haveEnv, h, recorder)
+		if err != nil {
+			return podconfig.Linstor{}, fmt.Errorf("stopped while reading the CSI container's settings: %w", err)
+		}
+		if s != nil && !haveEnv {
+			settings, files = s.Linstor(), s.Files
+		}
+	}
+	if err := podconfig.CheckFiles(settings, os.Stat, files, c.csiContainer); err != nil {
+		return podconfig.Linstor{}, err
+	}
+	return settings, nil
+}
+
+// adoptCSIContainerSettings reads the LINSTOR CSI container of the
+// sidecar's own pod for the LINSTOR connection (unless haveEnv: the LS_*
+// environment is given), the property namespace and the default policy
+// (unless flags set them), and returns what it found, or nil when it did
+// not look.
 //
 // In the pod (POD_NAME set) it never goes on without them: a pod or container
 // it cannot read would leave golinstor's default, http://localhost:3370,
 // which is no LINSTOR. Until it succeeds, /readyz says why, the pod gets a
 // warning Event and the log an error, and it tries again with backoff. Only
 // outside a pod (no POD_NAME: a developer's kubeconfig) does it go on with the
-// flags and environment alone. It returns the *_FILE variables taken from the
-// CSI container, which CheckFiles needs, or an error when ctx ends first.
-func adoptCSIContainerSettings(ctx context.Context, kube kubernetes.Interface, c *config, explicit map[string]bool,
-	h *health, recorder record.EventRecorder) (map[string]podconfig.File, error) {
-	haveEnv := false
-	for _, k := range []string{"LS_CONTROLLERS", "LS_ROOT_CA", "LS_USER_CERTIFICATE", "LS_USER_KEY", "LS_ROOT_CA_FILE",
-		"LS_USER_CERTIFICATE_FILE", "LS_USER_KEY_FILE", "LS_USERNAME", "LS_BEARER_TOKEN_FILE"} {
-		if os.Getenv(k) != "" {
-			haveEnv = true
-		}
-	}
+// flags and environment alone. It returns an error only when ctx ends first.
+func adoptCSIContainerSettings(ctx context.Context, kube kubernetes.Interface, c *config, explicit map[string]bool, haveEnv bool,
+	h *health, recorder record.EventRecorder) (*podconfig.Settings, error) {
 	needNS, needPolicy := !explicit["property-namespace"], !explicit["default-remote-access-policy"]
 	if c.csiContainer == "" || (haveEnv && !needNS && !needPolicy) {
 		return nil, nil
@@ -96,12 +116,10 @@ func adoptCSIContainerSettings(ctx context.Context, kube kubernetes.Interface, c
 	if haveEnv {
 		klog.InfoS("LINSTOR connection from the LS_* environment; the CSI container's is not used")
 	} else {
-		for name, v := range s.Env {
-			if err := os.Setenv(name, v.Value); err != nil {
-				klog.ErrorS(err, "Cannot set", "setting", name)
-				continue
+		for _, name := range podconfig.LinstorEnv() {
+			if v, ok := s.Env[name]; ok {
+				klog.InfoS("LINSTOR setting taken from the CSI container", "setting", name, "value", podconfig.Redacted(name, v))
 			}
-			klog.InfoS("LINSTOR setting taken from the CSI container", "setting", name, "value", podconfig.Redacted(name, v))
 		}
 	}
 	if needNS && s.PropertyNamespace != nil {
@@ -112,10 +130,7 @@ func adoptCSIContainerSettings(ctx context.Context, kube kubernetes.Interface, c
 		c.defaultPolicy = s.DefaultPolicy.Value
 		klog.InfoS("Default remote access policy taken from the CSI container", "policy", c.defaultPolicy, "source", s.DefaultPolicy.Source)
 	}
-	if haveEnv {
-		return nil, nil
-	}
-	return s.Files, nil
+	return s, nil
 }
 
 // podRef names the sidecar's own pod for Events; with POD_UID (downward API)

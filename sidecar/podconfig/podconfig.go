@@ -18,28 +18,10 @@ import (
 	"k8s.io/client-go/kubernetes"
 )
 
-// Environment variables of golinstor that carry LINSTOR connection settings.
-var linstorEnv = []string{
-	"LS_CONTROLLERS", "LS_USERNAME", "LS_PASSWORD",
-	"LS_ROOT_CA", "LS_USER_CERTIFICATE", "LS_USER_KEY",
-	"LS_ROOT_CA_FILE", "LS_USER_CERTIFICATE_FILE", "LS_USER_KEY_FILE", "LS_BEARER_TOKEN_FILE",
-}
-
-// fileVariants maps the *_FILE variables whose files live in the other
-// container to the variables that carry the content itself.
-var fileVariants = map[string]string{
-	"LS_ROOT_CA_FILE":          "LS_ROOT_CA",
-	"LS_USER_CERTIFICATE_FILE": "LS_USER_CERTIFICATE",
-	"LS_USER_KEY_FILE":         "LS_USER_KEY",
-}
-
 // ConfigMapRBACPatch is the file that lets the CSI controller's service
 // account read ConfigMaps in its namespace, which Piraeus Operator's role does
 // not grant (a CA from apiTLS.caReference.kind ConfigMap needs it).
 const ConfigMapRBACPatch = "patches/rbac-configmap-reader.yaml"
-
-// secretSettings are never logged with their values.
-var secretSettings = map[string]bool{"LS_PASSWORD": true, "LS_USER_KEY": true, "LS_ROOT_CA": true, "LS_USER_CERTIFICATE": true}
 
 // Setting is one value found, and where it was found.
 type Setting struct {
@@ -72,7 +54,7 @@ type File struct {
 
 // Redacted renders a setting for logs: secrets show only their size.
 func Redacted(name string, s Setting) string {
-	if secretSettings[name] {
+	if v, ok := linstorVarNamed(name); ok && v.secret {
 		return fmt.Sprintf("(%d bytes, from %s)", len(s.Value), s.Source)
 	}
 	return fmt.Sprintf("%q (from %s)", s.Value, s.Source)
@@ -147,7 +129,11 @@ func (r *resolver) settings() (*Settings, error) {
 		}
 		s.Env[e.Name] = Setting{Value: v, Source: src}
 	}
-	for fileVar, contentVar := range fileVariants {
+	for _, fv := range linstorVars {
+		fileVar, contentVar := fv.name, fv.content
+		if contentVar == "" {
+			continue
+		}
 		f, ok := s.Env[fileVar]
 		if !ok {
 			continue
@@ -190,15 +176,6 @@ func (r *resolver) settings() (*Settings, error) {
 		s.DefaultPolicy = &Setting{Value: v, Source: "flag --default-remote-access-policy of " + r.where()}
 	}
 	return s, nil
-}
-
-func isLinstorEnv(name string) bool {
-	for _, n := range linstorEnv {
-		if n == name {
-			return true
-		}
-	}
-	return false
 }
 
 func (r *resolver) envValue(e corev1.EnvVar) (string, string, error) {
@@ -380,19 +357,19 @@ func flagValue(args []string, name string) (string, bool) {
 	return "", false
 }
 
-// CheckFiles makes sure every LS_*_FILE variable of the process names a file
-// this container has, and otherwise says which volume to mount where: golinstor
-// would only fail later, at the first LINSTOR request, with a bare "no such
+// CheckFiles makes sure every *_FILE setting of l names a file this
+// container has, and otherwise says which volume to mount where: the LINSTOR
+// client would only fail later, at the first request, with a bare "no such
 // file". files (may be nil) are what Discover found in the CSI container, for
-// variables taken from it. getenv and stat are os.Getenv and os.Stat but for
-// tests.
-func CheckFiles(getenv func(string) string, stat func(string) (os.FileInfo, error), files map[string]File, container string) error {
+// settings taken from it. stat is os.Stat but for tests.
+func CheckFiles(l Linstor, stat func(string) (os.FileInfo, error), files map[string]File, container string) error {
 	var problems []string
-	for _, name := range linstorEnv {
+	for _, v := range linstorVars {
+		name := v.name
 		if !strings.HasSuffix(name, "_FILE") {
 			continue
 		}
-		path := getenv(name)
+		path := l.Get(name)
 		if path == "" {
 			continue
 		}

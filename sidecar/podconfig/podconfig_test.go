@@ -3,11 +3,13 @@ package podconfig
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	lapi "github.com/LINBIT/golinstor/client"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -243,7 +245,7 @@ func TestCheckFilesNamesPathAndVolume(t *testing.T) {
 		"LS_USER_KEY_FILE":     "/etc/linstor/client/tls.key",
 	}
 	files := map[string]File{"LS_BEARER_TOKEN_FILE": {Path: "/var/run/linstor/token", Volume: "linstor-token", MountPath: "/var/run/linstor"}}
-	err := CheckFiles(func(k string) string { return env[k] }, os.Stat, files, "linstor-csi")
+	err := CheckFiles(linstorOf(env), os.Stat, files, "linstor-csi")
 	if err == nil {
 		t.Fatal("missing files accepted")
 	}
@@ -260,7 +262,51 @@ func TestCheckFilesNamesPathAndVolume(t *testing.T) {
 	}
 	delete(env, "LS_BEARER_TOKEN_FILE")
 	delete(env, "LS_USER_KEY_FILE")
-	if err := CheckFiles(func(k string) string { return env[k] }, os.Stat, nil, "linstor-csi"); err != nil {
+	if err := CheckFiles(linstorOf(env), os.Stat, nil, "linstor-csi"); err != nil {
 		t.Errorf("present files refused: %v", err)
+	}
+}
+
+// linstorOf is the connection env (LS_* name -> value) describes.
+func linstorOf(env map[string]string) Linstor {
+	l, _ := LinstorFrom(func(name string) (string, bool) {
+		v, ok := env[name]
+		return v, ok
+	})
+	return l
+}
+
+// Every LS_* variable golinstor reads has its field, and only those count.
+func TestLinstorFromKnowsEveryGolinstorVariable(t *testing.T) {
+	env := map[string]string{}
+	for i, name := range LinstorEnv() {
+		env[name] = fmt.Sprintf("value-%d", i)
+	}
+	env["LS_UNKNOWN"] = "x"
+	l, set := LinstorFrom(func(name string) (string, bool) {
+		v, ok := env[name]
+		return v, ok
+	})
+	if !set {
+		t.Fatal("set = false with every variable given")
+	}
+	seen := map[string]bool{}
+	for _, name := range LinstorEnv() {
+		if got := l.Get(name); got != env[name] || seen[got] {
+			t.Errorf("%s = %q, want %q in a field of its own", name, got, env[name])
+		}
+		seen[l.Get(name)] = true
+	}
+	for _, name := range []string{lapi.ControllerUrlEnv, lapi.UsernameEnv, lapi.PasswordEnv, lapi.RootCAEnv, lapi.RootCAFileEnv,
+		lapi.UserCertEnv, lapi.UserCertFileEnv, lapi.UserKeyEnv, lapi.UserKeyFileEnv, lapi.BearerTokenFileEnv} {
+		if !seen[env[name]] {
+			t.Errorf("golinstor's %s has no field", name)
+		}
+	}
+	if _, set := LinstorFrom(func(string) (string, bool) { return "", true }); set {
+		t.Error("empty variables counted as set")
+	}
+	if !strings.Contains(Redacted(lapi.PasswordEnv, Setting{Value: "hunter2"}), "7 bytes") {
+		t.Error("LS_PASSWORD logged with its value")
 	}
 }

@@ -91,11 +91,16 @@ func codeRequests(t testing.TB) (cluster, namespaced map[string][]string) {
 					add("coordination.k8s.io", "leases", "get", "create", "update")
 					return true
 				}
-				if isPackageCall(call, "sidecar", "NewPVListerWatcher") {
-					// The compact PV cache (sidecar/pvstream.go): the REST
-					// client handed to it lists and watches PVs, nothing else.
+				if last == "RESTClient" && len(chain) >= 2 && chain[len(chain)-2] == "CoreV1" {
+					// The compact PV cache (sidecar/pvstream.go): the core
+					// REST client is handed to NewPVListerWatcher, which
+					// lists and watches PVs, nothing else. Handed anywhere
+					// else, its verbs cannot be told.
+					if !handsToPVCache(f) {
+						t.Errorf("%s: core/v1 REST client handed on, not to NewPVListerWatcher: cannot tell its verbs", where)
+					}
 					add("", "persistentvolumes", "list", "watch")
-					return false
+					return true
 				}
 				if len(chain) >= 3 {
 					if group, ok := clientGroups[chain[len(chain)-3]]; ok {
@@ -197,4 +202,24 @@ func TestCodeRequestsFindsTheKnownCalls(t *testing.T) {
 	if !slices.Equal(namespaced["coordination.k8s.io/leases"], []string{"create", "get", "update"}) {
 		t.Errorf("leader election Lease verbs = %v", namespaced["coordination.k8s.io/leases"])
 	}
+}
+
+// handsToPVCache reports whether file f calls NewPVListerWatcher, the one
+// taker of the core REST client.
+func handsToPVCache(f *ast.File) bool {
+	found := false
+	ast.Inspect(f, func(n ast.Node) bool {
+		call, ok := n.(*ast.CallExpr)
+		if !ok {
+			return !found
+		}
+		switch fn := call.Fun.(type) {
+		case *ast.Ident:
+			found = found || fn.Name == "NewPVListerWatcher"
+		case *ast.SelectorExpr:
+			found = found || fn.Sel.Name == "NewPVListerWatcher"
+		}
+		return !found
+	})
+	return found
 }
