@@ -234,6 +234,7 @@ func main() {
 		Self:            self,
 		Blocked:         blocked,
 		Volumes:         linstor,
+		Replicas:        linstor,
 	}, corelisters.NewPersistentVolumeLister(pvWatch.Indexer()), storagelisters.NewStorageClassLister(scWatch.Indexer()),
 		linstor, driver, exec, recorder, metrics)
 
