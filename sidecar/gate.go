@@ -38,33 +38,35 @@ import (
 //  4. Replicas confirmed (Admit). LINSTOR's per-volume list of the replicas
 //     agrees with the bulk view the replace was decided on (else
 //     replicas-unconfirmed; sidecar/confirm.go).
-//  5. Live read. The writes read what they build on from the API server and
-//     LINSTOR, never from the cache, and stop when it is no longer what was
-//     decided on. These reads stay inside the writes, because the write
-//     is built from them, or because their precondition is the check:
-//     - a replace by recreate reads the PV live and checks it has the UID
-//     and resourceVersion decided on (Executor.liveAsDecided), then builds
-//     the replacement, its saved state and the retain patch from that copy;
-//     it reads the saved-state slot live before the save (claimSlot) and
-//     its own state back after it and before the delete (ownSlot);
-//     - a replace in place reads nothing: its one patch carries the UID and
-//     resourceVersion decided on, and the API server's conflict is the
-//     check (Executor.replaceInPlace);
-//     - recreating or clearing from saved state reads the slot and the PV
-//     live first (Executor.finishSaved): the slot changed since it was
-//     read: nothing is done; the PV missing or terminating: recreate;
-//     alive: undo the retain on the live copy, then clear. Saved state is
-//     cleared only while the slot holds exactly the text read (clearState).
-//     A change found there ends the action with ErrChangedSinceDecision (no
-//     failure, no backoff) or leaves it for the next round to decide again.
+//  5. Live read (the Executor, inside each write). The writes read what they
+//     build on from the API server and LINSTOR, never from the cache, and
+//     stop when it is no longer what was decided on. These reads stay in the
+//     writes: the write is built from the copy read, or its precondition is
+//     the check. A replace by recreate reads the PV live, checks that it has
+//     the UID and resourceVersion decided on (Executor.liveAsDecided; else
+//     ErrChangedSinceDecision: no failure, no backoff) and builds the
+//     replacement, its saved state and the retain patch from that copy; it
+//     reads the saved-state slot before the save (claimSlot) and its own
+//     state back after it and before the delete (ownSlot). A replace in place
+//     reads nothing: its one patch carries the UID and resourceVersion
+//     decided on, and the API server's conflict is the check
+//     (Executor.replaceInPlace). Recreating or clearing from saved state
+//     reads the slot and the PV live first (Executor.finishSaved): the slot
+//     changed since it was read: nothing is done; the PV missing or
+//     terminating: recreate it; alive: undo the retain on the live copy,
+//     then clear, only while the slot holds exactly the text read
+//     (clearState).
 //
 // After the write, the gate learns what the cache must show before step 1
 // lets the PV through again (expect).
 type Gate struct {
+	// mu guards expectations and otherActive: workers record writes while
+	// the loop decides.
+	mu sync.Mutex
+
 	// Fresh input.
 	expectationTimeout time.Duration
 	backoff            *repairBackoff
-	mu                 sync.Mutex
 	expectations       map[string]expectation
 
 	// Brakes.
