@@ -125,7 +125,7 @@ func TestReconcilerBrakeWarnsOnHeldPVs(t *testing.T) {
 		pvs = append(pvs, b.addVolume(fmt.Sprintf("vol-%d", i), 1, []string{"n2"}, []string{"n1"})...)
 	}
 	r, rec := b.reconciler(nil)
-	r.opts.Brakes = &Brakes{MaxDriftFraction: 0.5, MinDrifted: 5, DriftConfirmations: 2}
+	r.gate.brakes = &Brakes{MaxDriftFraction: 0.5, MinDrifted: 5, DriftConfirmations: 2}
 	if err := r.Cycle(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -199,7 +199,7 @@ func TestReconcilerRateLimitCountsFromTheEndOfEachRepair(t *testing.T) {
 	// Every step of a replace (six of them) takes 7 s of the fake clock.
 	r, _ := b.reconciler(func(Step, string) error { mu.Lock(); now = now.Add(7 * time.Second); mu.Unlock(); return nil })
 	r.now = clock
-	r.opts.Brakes = &Brakes{MaxRepairsPerMinute: 2}
+	r.gate.brakes = &Brakes{MaxRepairsPerMinute: 2}
 	r.opts.Workers = 1
 	start := clock()
 	if err := r.Cycle(context.Background()); err != nil {

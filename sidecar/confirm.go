@@ -13,9 +13,9 @@ import (
 // request of its own. A LINSTOR answer can come back partial (a resource
 // view missing entries): a volume with two replicas then looks like it has
 // one, and its PV would lose a node it may still be used from. Before a PV
-// is rewritten, the replicas the decision saw in the bulk view are checked
-// against this second, per-volume read; a State that implements it gets the
-// check.
+// is rewritten, the gate checks the replicas the decision saw in the bulk
+// view against this second, per-volume read (Options.Replicas; nil: no
+// check).
 type ReplicaConfirmer interface {
 	Replicas(ctx context.Context, rd string) ([]Resource, error)
 }
@@ -38,17 +38,16 @@ func (l *Linstor) Replicas(ctx context.Context, rd string) ([]Resource, error) {
 // answers about a volume's replicas disagreed.
 var ErrReplicasUnconfirmed = errors.New("LINSTOR's answers about the replicas disagree")
 
-// confirmReplicas checks a replace's decision against a fresh per-volume
-// read of its replicas; on disagreement the PV is left as it is and the next
-// cycle decides again.
-func (e *Executor) confirmReplicas(ctx context.Context, a Action) error {
-	c, ok := e.State.(ReplicaConfirmer)
-	if !ok || a.Topology == nil || a.Ref.RD == "" {
+// confirmReplicas is the gate's step 4: it checks a replace's decision
+// against a fresh per-volume read of its replicas; on disagreement the PV is
+// left as it is and the next cycle decides again.
+func (g *Gate) confirmReplicas(ctx context.Context, a Action) error {
+	if g.replicas == nil || a.Topology == nil || a.Ref.RD == "" {
 		return nil
 	}
-	cctx, cancel := e.call(ctx)
+	cctx, cancel := context.WithTimeout(ctx, g.timeout)
 	defer cancel()
-	fresh, err := c.Replicas(cctx, a.Ref.RD)
+	fresh, err := g.replicas.Replicas(cctx, a.Ref.RD)
 	if err != nil {
 		return fmt.Errorf("pv %s: confirm the replicas of resource definition %s: %w", a.Name, a.Ref.RD, err)
 	}

@@ -29,7 +29,7 @@ func TestPartialResourceViewRewritesNothing(t *testing.T) {
 	if len(actions) != 1 || actions[0].Kind != KindReplace {
 		t.Fatalf("partial view decided %+v, want one replace (the case the check is for)", actions)
 	}
-	_, err = r.exec.Execute(context.Background(), actions[0])
+	err = r.attempt(context.Background(), actions[0])
 	if !errors.Is(err, ErrReplicasUnconfirmed) {
 		t.Fatalf("replace on a partial view: err %v, want ErrReplicasUnconfirmed", err)
 	}

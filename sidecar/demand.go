@@ -88,7 +88,7 @@ func (r *Reconciler) Demand(ctx context.Context) error {
 		if !wanted[a.Name] {
 			continue
 		}
-		a = r.gate(a, start)
+		a = r.gate.Fresh(a, start)
 		r.noteWarning(a)
 		if a.Kind != KindNone {
 			actions = append(actions, a)
@@ -98,7 +98,6 @@ func (r *Reconciler) Demand(ctx context.Context) error {
 	}
 	klog.V(2).InfoS("Read LINSTOR for blocked pods", "pods", len(due), "pvs", len(pvs), "repairs", len(actions),
 		"duration", r.now().Sub(start).Round(time.Millisecond))
-	actions = r.holdForOtherController(actions)
 	actions = r.brake(actions, r.total, false)
 	if failed := r.execute(ctx, actions); failed > 0 {
 		return fmt.Errorf("%d of %d repairs for blocked pods failed", failed, len(actions))

@@ -242,6 +242,7 @@ func TestBlockedPodRepairsRespectTheDriftBrake(t *testing.T) {
 	r, vols, _ := demandBed(t, b)
 	r.opts.Brakes = &Brakes{MaxDriftFraction: 0.5, DriftConfirmations: 3}
 	r.opts.Brakes.driftHolding = true // a full read saw too much drift
+	r.gate.brakes = r.opts.Brakes
 	blockOn(t, r.opts.Blocked, "web-0", time.Now(), waited)
 	if err := r.Demand(context.Background()); err != nil {
 		t.Fatal(err)

@@ -207,7 +207,7 @@ func (b *exBed) reconciler(hook func(Step, string) error) (*Reconciler, *record.
 	exec := &Executor{Kube: b.kube, State: b.linstor, DriverName: exDriver, Timeout: 5 * time.Second, PollInterval: time.Millisecond, AfterStep: hook}
 	r := NewReconciler(Options{
 		Config:  Config{DriverName: exDriver, GracePeriod: time.Minute, DefaultPolicy: PolicyAnywhere},
-		Workers: 4, Timeout: 5 * time.Second,
+		Workers: 4, Timeout: 5 * time.Second, Replicas: b.linstor,
 	}, corelisters.NewPersistentVolumeLister(idx), storagelisters.NewStorageClassLister(scIdx), b.linstor, nil, exec, rec, NewMetrics())
 	return r, rec
 }

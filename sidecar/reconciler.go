@@ -14,7 +14,6 @@ import (
 	storagev1 "k8s.io/api/storage/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/types"
 	corelisters "k8s.io/client-go/listers/core/v1"
 	storagelisters "k8s.io/client-go/listers/storage/v1"
 	"k8s.io/client-go/tools/record"
@@ -27,10 +26,6 @@ const (
 	EventRepairFailed    = "VolumeAffinityRepairFailed"
 	EventCannotHandle    = "VolumeAffinityNotHandled"
 )
-
-// ReasonAwaitingCache: the sidecar wrote this PV and its informer has not
-// shown the write yet; deciding on the old copy could act twice.
-const ReasonAwaitingCache Reason = "awaiting-cache"
 
 // LinstorSource reads LINSTOR in bulk once per cycle.
 type LinstorSource interface {
@@ -52,15 +47,6 @@ type Driver interface {
 type OtherController interface {
 	Active() (bool, string)
 }
-
-// EventOtherController is the Event on the sidecar's pod while another
-// affinity controller holds its writes back.
-const EventOtherController = "OtherAffinityControllerActive"
-
-// ReasonOtherController: a repair held back while another affinity
-// controller is active; two controllers rewriting the same PVs under
-// different Leases could undo each other's replaces.
-const ReasonOtherController Reason = "other-controller"
 
 // ErrCheckUnsupported means the driver cannot answer a per-volume check.
 var ErrCheckUnsupported = errors.New("driver does not support the check")
@@ -93,6 +79,10 @@ type Options struct {
 	Blocked *Blocked
 	// Volumes reads LINSTOR for the volumes of blocked pods only.
 	Volumes VolumeSource
+	// Replicas re-reads a volume's replicas before its PV is replaced, to
+	// confirm the bulk view the replace was decided on (the gate's step 4);
+	// nil: no confirmation.
+	Replicas ReplicaConfirmer
 	// ShutdownGrace is how long repairs under way may go on once the
 	// sidecar is told to stop (0: DefaultShutdownGrace). Keep it below the
 	// pod's terminationGracePeriodSeconds (30 s by default).
@@ -110,8 +100,9 @@ type Options struct {
 	SkipUnchanged bool
 }
 
-// Reconciler decides about every PV of its driver each cycle and carries out
-// the decisions. Reads come from informer caches and one bulk LINSTOR read per
+// Reconciler decides about every PV of its driver each cycle, passes the
+// decisions through the Gate and has the Executor carry out what the gate
+// lets through. Reads come from informer caches and one bulk LINSTOR read per
 // cycle; the API server sees only writes.
 type Reconciler struct {
 	opts     Options
@@ -119,17 +110,16 @@ type Reconciler struct {
 	scs      storagelisters.StorageClassLister
 	linstor  LinstorSource
 	driver   Driver
+	gate     *Gate
 	exec     *Executor
 	recorder record.EventRecorder
 	metrics  *Metrics
 	now      func() time.Time
 	backoff  *repairBackoff
 
-	mu           sync.Mutex
-	expectations map[string]expectation
-	warned       map[string]string
-	notReady     string
-	otherActive  bool
+	mu       sync.Mutex
+	warned   map[string]string
+	notReady string
 
 	// inputGen counts PV and StorageClass changes (NoteInputChange);
 	// quietGen is its value when the last full decision found nothing to do
@@ -164,26 +154,6 @@ const DefaultShutdownGrace = 20 * time.Second
 // at again within seconds, as before the full read became slow.
 const DefaultFollowUp = 5 * time.Second
 
-// expectation records a write the informer cache has not shown yet. When
-// the written PV is known (written, uid), the cache has caught up once it shows
-// that PV with another resourceVersion than staleRV; when a write failed
-// half way (its result unknown), once it no longer shows the copy the
-// decision was made on (staleUID, staleRV).
-type expectation struct {
-	written   bool
-	uid       types.UID
-	staleUID  types.UID
-	staleRV   string
-	expiresAt time.Time
-}
-
-func (e expectation) caughtUp(cached *corev1.PersistentVolume) bool {
-	if e.written {
-		return cached != nil && cached.UID == e.uid && cached.ResourceVersion != e.staleRV
-	}
-	return cached == nil || cached.UID != e.staleUID || cached.ResourceVersion != e.staleRV
-}
-
 // NewReconciler wires a loop. driver may be nil (standalone mode).
 func NewReconciler(opts Options, pvs corelisters.PersistentVolumeLister, scs storagelisters.StorageClassLister,
 	linstor LinstorSource, driver Driver, exec *Executor, recorder record.EventRecorder, metrics *Metrics) *Reconciler {
@@ -199,10 +169,11 @@ func NewReconciler(opts Options, pvs corelisters.PersistentVolumeLister, scs sto
 	if opts.ShutdownGrace <= 0 {
 		opts.ShutdownGrace = DefaultShutdownGrace
 	}
+	backoff := newRepairBackoff(opts.BackoffBase, opts.BackoffMax)
 	return &Reconciler{
 		opts: opts, pvs: pvs, scs: scs, linstor: linstor, driver: driver, exec: exec, recorder: recorder, metrics: metrics,
-		now: time.Now, expectations: map[string]expectation{}, warned: map[string]string{}, quietGen: -1,
-		backoff: newRepairBackoff(opts.BackoffBase, opts.BackoffMax),
+		now: time.Now, warned: map[string]string{}, quietGen: -1, backoff: backoff,
+		gate: newGate(opts, driver, backoff, metrics, recorder),
 	}
 }
 
@@ -216,15 +187,17 @@ func (r *Reconciler) unchangedSinceQuiet(view *View) bool {
 	if !r.opts.SkipUnchanged || !view.Unchanged {
 		return false
 	}
+	awaiting := r.gate.awaitingCache()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.quietGen >= 0 && r.quietGen == r.inputGen.Load() && len(r.expectations) == 0
+	return r.quietGen >= 0 && r.quietGen == r.inputGen.Load() && !awaiting
 }
 
 func (r *Reconciler) noteQuiet(gen int64, quiet bool) {
+	awaiting := r.gate.awaitingCache()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if quiet && len(r.expectations) == 0 {
+	if quiet && !awaiting {
 		r.quietGen = gen
 	} else {
 		r.quietGen = -1
@@ -379,7 +352,6 @@ func (r *Reconciler) decideOn(ctx context.Context, start time.Time, view *View, 
 	}
 	r.noteQuiet(gen, quiet && len(actions) == 0)
 	r.total = total
-	actions = r.holdForOtherController(actions)
 	actions = r.brake(actions, total, fresh)
 	failed := r.execute(ctx, actions)
 	r.metrics.ReconcileDuration.Observe(r.now().Sub(start).Seconds())
@@ -442,7 +414,7 @@ func (r *Reconciler) plan(view *View) ([]Action, int, bool, error) {
 	}
 	r.backoff.noteWaiting(pending, now)
 	for _, a := range decisions {
-		a = r.gate(a, now)
+		a = r.gate.Fresh(a, now)
 		if a.Reason == ReasonAwaitingCache || a.Reason == ReasonGracePeriod || a.Reason == ReasonBackoff {
 			quiet = false
 		}
@@ -457,22 +429,6 @@ func (r *Reconciler) plan(view *View) ([]Action, int, bool, error) {
 		r.metrics.PVs.WithLabelValues(k[0], k[1]).Set(n)
 	}
 	return actions, total, quiet, nil
-}
-
-// gate holds back an action the loop must not carry out now: one decided
-// on a cached PV that does not show the sidecar's last write yet, or one
-// whose last attempts failed and whose backoff has not passed.
-func (r *Reconciler) gate(a Action, now time.Time) Action {
-	if a.Kind != KindNone && r.cacheStale(a.Name, a.PV, now) {
-		a = Action{Kind: KindNone, Reason: ReasonAwaitingCache, Message: "waiting for the informer to show the last write", PV: a.PV, Name: a.Name}
-	}
-	if a.Kind != KindNone {
-		if held, wait := r.backoff.hold(a, now); held {
-			a.Kind, a.Reason, a.Affinity = KindNone, ReasonBackoff, nil
-			a.Message = fmt.Sprintf("the last %d attempts failed; next attempt in %s", r.backoff.failures(a.Name), wait.Round(time.Second))
-		}
-	}
-	return a
 }
 
 // DecideAll decides about every PV of the driver and every saved state in the
@@ -561,66 +517,6 @@ func oneReplacePerVolume(actions []Action) {
 	}
 }
 
-// cacheStale reports whether the cache still shows a PV as it was before this
-// sidecar's last write to it; deciding on that would act twice.
-func (r *Reconciler) cacheStale(name string, cached *corev1.PersistentVolume, now time.Time) bool {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	exp, ok := r.expectations[name]
-	if !ok {
-		return false
-	}
-	caughtUp := exp.caughtUp(cached)
-	if caughtUp || now.After(exp.expiresAt) {
-		switch {
-		case caughtUp:
-		case exp.written:
-			klog.InfoS("Informer did not show the last write in time; deciding from the cache anyway", "pv", name)
-		default:
-			klog.V(2).InfoS("Stopped waiting for the cache after a failed write whose effect could not be read back", "pv", name)
-		}
-		delete(r.expectations, name)
-		return false
-	}
-	return true
-}
-
-// expect records what the informer must show before the PV is decided on
-// again: the written PV when the action left one, otherwise, if the action
-// wrote anything at all (and maybe failed), any copy other than the one
-// decided on.
-func (r *Reconciler) expect(name string, out Outcome, before *corev1.PersistentVolume) {
-	written := out.PV
-	var exp expectation
-	switch {
-	case written != nil:
-		if before != nil && written.UID == before.UID && written.ResourceVersion == before.ResourceVersion {
-			return // nothing was written to the PV: the cache is not behind
-		}
-		exp.written, exp.uid = true, written.UID
-		if before != nil && before.UID == written.UID {
-			exp.staleRV = before.ResourceVersion
-		}
-	case out.Wrote && before != nil:
-		exp.staleUID, exp.staleRV = before.UID, before.ResourceVersion
-	default:
-		return
-	}
-	timeout := r.opts.ExpectationTimeout
-	if !exp.written && timeout > unknownWriteWait {
-		// A failed write whose effect could not be read back (the API server
-		// went away) may never have reached the PV, so the cache may never
-		// change. Wait a little, not the full timeout: every write carries
-		// the UID and resourceVersion it was decided on, so a decision on a
-		// copy the write did change fails harmlessly.
-		timeout = unknownWriteWait
-	}
-	exp.expiresAt = r.now().Add(timeout)
-	r.mu.Lock()
-	r.expectations[name] = exp
-	r.mu.Unlock()
-}
-
 // noteWarning logs and records a warning Event once per PV and problem, and
 // forgets the problem once the PV is fine again, so a persistent problem is
 // said once rather than every cycle.
@@ -674,8 +570,8 @@ func (r *Reconciler) execute(ctx context.Context, actions []Action) int {
 		go func(a Action) {
 			defer func() { <-sem; wg.Done() }()
 			err := r.act(actx, a)
-			if a.Kind == KindReplace && r.opts.Brakes != nil {
-				r.opts.Brakes.RepairDone(a.Name, r.now(), err == nil)
+			if a.Kind == KindReplace {
+				r.gate.repairDone(a.Name, r.now(), err == nil)
 			}
 			if err != nil && !errors.Is(err, ErrChangedSinceDecision) {
 				failed.Add(1)
@@ -711,7 +607,8 @@ func graceContext(ctx context.Context, grace time.Duration) (context.Context, co
 	return out, cancel
 }
 
-// act carries out one action: checks with the driver, executes, records.
+// act carries out one action: the gate's per-action steps, then the
+// Executor, then the records.
 // A failure puts the PV in backoff: the same action waits, doubling with each
 // failure, and each failure makes one warning Event. A PV that changed since
 // the decision is no failure: the next cycle decides on the new copy.
@@ -739,27 +636,15 @@ func (r *Reconciler) act(ctx context.Context, a Action) error {
 	return nil
 }
 
-// errVolumeMissing: the CSI driver says the volume of a drifted PV does not
-// exist, so its PV is not rewritten.
-var errVolumeMissing = errors.New("the CSI driver says the volume does not exist; not repairing")
-
 func (r *Reconciler) attempt(ctx context.Context, a Action) error {
 	klog.InfoS("Acting on PV", "pv", a.Name, "action", a.Kind, "reason", a.Reason, "detail", a.Message)
-	if a.Kind == KindReplace && r.driver != nil {
-		cctx, cancel := context.WithTimeout(ctx, r.opts.Timeout)
-		exists, detail, err := r.driver.VolumeExists(cctx, a.PV.Spec.CSI.VolumeHandle)
-		cancel()
-		switch {
-		case errors.Is(err, ErrCheckUnsupported):
-		case err != nil:
-			r.metrics.Repairs.WithLabelValues(string(a.Kind), "", "error").Inc()
-			return fmt.Errorf("ask the CSI driver about the volume: %w", err)
-		case !exists:
-			r.metrics.Repairs.WithLabelValues(string(a.Kind), "", "refused").Inc()
-			return errVolumeMissing
-		case detail != "":
-			klog.V(2).InfoS("Driver reports an abnormal volume; repairing its affinity anyway", "pv", a.Name, "condition", detail)
+	if v := r.gate.Admit(ctx, a); !v.Allowed() {
+		result := "error"
+		if v.Held == ReasonVolumeMissing {
+			result = "refused"
 		}
+		r.metrics.Repairs.WithLabelValues(string(a.Kind), "", result).Inc()
+		return v.Err
 	}
 	waiting := r.waitingOn(a)
 	started := r.now()
@@ -772,7 +657,7 @@ func (r *Reconciler) attempt(ctx context.Context, a Action) error {
 		// read shows (a PV change decides on the last one).
 		r.followUp.Store(true)
 	}
-	r.expect(a.Name, out, a.PV)
+	r.gate.expect(a.Name, out, a.PV, r.now())
 	if errors.Is(err, ErrChangedSinceDecision) {
 		return err // nothing was written
 	}
@@ -798,10 +683,6 @@ func (r *Reconciler) attempt(ctx context.Context, a Action) error {
 	}
 	return nil
 }
-
-// unknownWriteWait bounds the wait for the cache after a failed write whose
-// effect is unknown.
-const unknownWriteWait = 10 * time.Second
 
 // afterFailure reads the PV live after an action failed half way, so the
 // expectation names what the cache must show: the PV as it is now (nil:
@@ -840,78 +721,24 @@ func StorageClassFor(scs storagelisters.StorageClassLister, pv *corev1.Persisten
 	return sc
 }
 
-// holdForOtherController holds back every new repair while another
-// affinity controller is active. Finishing or undoing a replace this sidecar
-// (or anyone) started, from saved state, stays allowed: a PV is never left
-// missing. It says so once in the log and as a warning Event on the
-// sidecar's pod, and again when the other controller is gone.
-func (r *Reconciler) holdForOtherController(actions []Action) []Action {
-	if r.opts.OtherController == nil {
-		return actions
-	}
-	active, detail := r.opts.OtherController.Active()
-	holding := 0.0
-	if active {
-		holding = 1
-	}
-	r.metrics.BrakeHolding.WithLabelValues(string(ReasonOtherController)).Set(holding)
-	r.mu.Lock()
-	changed := active != r.otherActive
-	r.otherActive = active
-	r.mu.Unlock()
-	if changed && active {
-		msg := fmt.Sprintf("another affinity controller is active (%s): holding every new repair until it is gone; turn it off (LinstorCluster spec.affinityController.enabled: false) or remove this sidecar", detail)
-		klog.InfoS("Another affinity controller is active; holding every new repair", "other", detail)
-		if r.opts.Self != nil {
-			r.recorder.Event(r.opts.Self, corev1.EventTypeWarning, EventOtherController, msg)
-		}
-	} else if changed {
-		klog.InfoS("No other affinity controller is active any more; repairs resume")
-	}
-	if !active {
-		return actions
-	}
-	kept := actions[:0]
-	for _, a := range actions {
-		if a.Kind == KindReplace {
-			r.metrics.RepairsHeld.WithLabelValues(string(ReasonOtherController)).Inc()
-			continue
-		}
-		kept = append(kept, a)
-	}
-	return kept
-}
-
-// brake passes the cycle's actions through the brakes and records what they
-// hold back: a warning Event per PV held by the drift brake (once), a metric.
+// brake is the gate's step 2 for one round's actions, and records what it
+// holds back: a metric for each, a warning Event per PV held by the drift
+// brake, a log line per PV deferred by the rate limit, and an early full
+// read when a brake (not another controller) held anything.
 func (r *Reconciler) brake(actions []Action, total int, fresh bool) []Action {
-	if r.opts.Brakes == nil {
-		return actions
-	}
-	r.backoff.longestWaitingFirst(actions)
-	apply := r.opts.Brakes.ApplyUnconfirmed
-	if fresh {
-		apply = r.opts.Brakes.Apply
-	}
-	res := apply(actions, total, r.now())
-	if len(res.Held) > 0 {
-		r.followUp.Store(true)
-	}
-	if fresh {
-		holding := 0.0
-		if res.DriftHeld {
-			holding = 1
-		}
-		r.metrics.BrakeHolding.WithLabelValues("drift").Set(holding)
-	}
-	for _, a := range res.Held {
+	allowed, held := r.gate.Brake(actions, total, fresh, r.now())
+	for _, a := range held {
 		r.metrics.RepairsHeld.WithLabelValues(string(a.Reason)).Inc()
-		if a.Reason == ReasonDriftBrake {
+		switch a.Reason {
+		case ReasonOtherController:
+			continue
+		case ReasonDriftBrake:
 			a.Warn = true
 			r.noteWarning(a)
-		} else {
+		default:
 			klog.V(2).InfoS("Repair deferred", "pv", a.Name, "reason", a.Reason)
 		}
+		r.followUp.Store(true)
 	}
-	return res.Allowed
+	return allowed
 }

@@ -46,7 +46,7 @@ func TestNoActionWhileDriverNotReady(t *testing.T) {
 	pvs := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})
 	r, _ := b.reconciler(nil)
 	d := &stubDriver{ready: errors.New("CSI driver is not ready")}
-	r.driver = d
+	r.driver, r.gate.driver = d, d
 	for i := 0; i < 2; i++ {
 		if err := r.Cycle(context.Background()); err != nil {
 			t.Fatal(err)
@@ -96,7 +96,8 @@ func TestNoRepairWhenDriverSaysVolumeIsGone(t *testing.T) {
 	b := newExBed(t)
 	pvs := b.addVolume("vol-a", 1, []string{"n2"}, []string{"n1"})
 	r, rec := b.reconciler(nil)
-	r.driver = &stubDriver{missing: map[string]bool{"vol-a": true}}
+	d := &stubDriver{missing: map[string]bool{"vol-a": true}}
+	r.driver, r.gate.driver = d, d
 	for i := 0; i < 3; i++ {
 		if err := r.Cycle(context.Background()); (err == nil) != (i > 0) {
 			t.Fatalf("cycle %d: err = %v; want the refused repair to fail the first cycle, then wait in backoff", i, err)

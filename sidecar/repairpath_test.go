@@ -447,7 +447,7 @@ func TestFailingPVBacksOff(t *testing.T) {
 // always fails does not use up the slots of the others.
 func TestFailingPVGivesItsRateLimitSlotBack(t *testing.T) {
 	b, _, good, r, cycle := failingBed(t)
-	r.opts.Brakes = &Brakes{MaxRepairsPerMinute: 2}
+	r.gate.brakes = &Brakes{MaxRepairsPerMinute: 2}
 	cycle(0) // the failing PV (first by name) and vol-b get the two slots
 	cycle(time.Second)
 	if got := b.affinityOf(good[1].Name); got != "[{linbit.com/hostname=n3}]" {
@@ -518,8 +518,8 @@ func TestOtherControllerHoldsNewRepairs(t *testing.T) {
 
 	other := &fakeOther{active: true}
 	r, rec := b.reconciler(nil)
-	r.opts.OtherController = other
-	r.opts.Self = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "linstor-csi-controller-0", Namespace: "piraeus"}}
+	r.gate.other = other
+	r.gate.self = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "linstor-csi-controller-0", Namespace: "piraeus"}}
 	for i := 0; i < 3; i++ {
 		withCache(t, r, listPVs(t, b)...)
 		_ = r.Cycle(context.Background())

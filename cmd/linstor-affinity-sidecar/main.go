@@ -154,6 +154,7 @@ func main() {
 		SkipUnchanged: true,
 		Self:          self,
 		Volumes:       linstor,
+		Replicas:      linstor,
 	}, linstor, driver, exec, recorder, metrics)
 
 	ctrl.Start(ctx)
