@@ -56,40 +56,42 @@ type OtherControllers interface {
 // watch. The others use the API server's watch-list stream unless the
 // clientset says it cannot (the fake again).
 func KubeSources(kube kubernetes.Interface, pendingPods bool) Sources {
-	src := Sources{
-		PVs: cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return kube.CoreV1().PersistentVolumes().List(ctx, o)
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				return kube.CoreV1().PersistentVolumes().Watch(ctx, o)
-			},
-		}, kube),
-		StorageClasses: cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
-				return kube.StorageV1().StorageClasses().List(ctx, o)
-			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
-				return kube.StorageV1().StorageClasses().Watch(ctx, o)
-			},
-		}, kube),
-	}
+	src := Sources{StorageClasses: listWatch(kube,
+		func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+			return kube.StorageV1().StorageClasses().List(ctx, o)
+		},
+		func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			return kube.StorageV1().StorageClasses().Watch(ctx, o)
+		})}
 	if rc, ok := kube.CoreV1().RESTClient().(*rest.RESTClient); ok && rc != nil {
 		src.PVs = NewPVListerWatcher(rc)
+	} else {
+		src.PVs = listWatch(kube,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+				return kube.CoreV1().PersistentVolumes().List(ctx, o)
+			},
+			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+				return kube.CoreV1().PersistentVolumes().Watch(ctx, o)
+			})
 	}
 	if pendingPods {
-		src.PendingPods = cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{
-			ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
+		src.PendingPods = listWatch(kube,
+			func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
 				o.FieldSelector = PendingPodSelector
 				return kube.CoreV1().Pods("").List(ctx, o)
 			},
-			WatchFuncWithContext: func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
+			func(ctx context.Context, o metav1.ListOptions) (watch.Interface, error) {
 				o.FieldSelector = PendingPodSelector
 				return kube.CoreV1().Pods("").Watch(ctx, o)
-			},
-		}, kube)
+			})
 	}
 	return src
+}
+
+// listWatch is a typed list and watch through the clientset, with the API
+// server's watch-list stream unless the clientset says it cannot.
+func listWatch(kube kubernetes.Interface, list cache.ListWithContextFunc, watch cache.WatchFuncWithContext) cache.ListerWatcher {
+	return cache.ToListWatcherWithWatchListSemantics(&cache.ListWatch{ListWithContextFunc: list, WatchFuncWithContext: watch}, kube)
 }
 
 // Controller is the reconcile loop with the watches that feed it. Its
