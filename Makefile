@@ -73,16 +73,17 @@ demo-pod: tools-e2e
 	$(GO) test -count=1 -v -timeout=20m -run 'TestCSIControllerPod/(SecurityContext|Logs|Repairs)' ./test/pod/
 
 # The test-bed benchmark (N = 1,000, 10,000 and 50,000 PVs; under an hour on 2
-# cores, see bench/README.md), which first runs the Go benchmarks of package
-# sidecar and rewrites bench/REPORT.md, bench/results.json and
-# bench/pod-scheduled.png. BENCH_FLAGS are passed to it (go run ./test/bench -h),
+# cores, see bench-results/README.md), which first runs the Go benchmarks of the
+# packages under sidecar/ and rewrites bench-results/REPORT.md,
+# bench-results/results.json and bench-results/pod-scheduled.png (the bench's
+# code is test/bench). BENCH_FLAGS are passed to it (go run ./test/bench -h),
 # e.g. BENCH_FLAGS=-before=false leaves out the "before: 3 s polling" row.
 BENCH_FLAGS ?=
 bench: tools-bench
 	$(GO) run ./test/bench $(BENCH_FLAGS)
 
 bench-go:
-	$(GO) test -run=^$$ -bench=. -benchmem ./sidecar/
+	$(GO) test -run=^$$ -bench=. -benchmem ./sidecar/...
 
 tools-bench:
 	hack/build-tools.sh etcd kube

@@ -16,7 +16,9 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/csiprobe"
-	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/controller"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/decide"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/linstor"
 )
 
 // Exit statuses of check.
@@ -64,23 +66,23 @@ func runCheck(name string, args []string) int {
 
 // validateCheck is validate for check, where standalone mode is the fallback
 // when the CSI socket cannot be reached.
-func (c *config) validateCheck() (sidecar.Policy, error) {
+func (c *config) validateCheck() (decide.Policy, error) {
 	if c.csiAddress == "" && c.driverName == "" {
 		return nil, fmt.Errorf("without --csi-address, check needs --driver-name")
 	}
-	return sidecar.ParsePolicy(c.defaultPolicy)
+	return decide.ParsePolicy(c.defaultPolicy)
 }
 
-func buildCheckReport(ctx context.Context, c config, explicit map[string]bool) (sidecar.Report, error) {
+func buildCheckReport(ctx context.Context, c config, explicit map[string]bool) (controller.Report, error) {
 	restConfig, err := kubeConfig(c)
 	if err != nil {
-		return sidecar.Report{}, fmt.Errorf("kubernetes configuration: %w", err)
+		return controller.Report{}, fmt.Errorf("kubernetes configuration: %w", err)
 	}
 	kube, err := kubernetes.NewForConfig(restConfig)
 	if err != nil {
-		return sidecar.Report{}, err
+		return controller.Report{}, err
 	}
-	var inspector sidecar.Inspector
+	var inspector controller.Inspector
 	driverName := c.driverName
 	fromCSI := false
 	if c.csiAddress != "" {
@@ -100,7 +102,7 @@ func buildCheckReport(ctx context.Context, c config, explicit map[string]bool) (
 		}
 		if err != nil {
 			if driverName == "" {
-				return sidecar.Report{}, fmt.Errorf("CSI driver at %s: %w (give --driver-name to check without it)", c.csiAddress, err)
+				return controller.Report{}, fmt.Errorf("CSI driver at %s: %w (give --driver-name to check without it)", c.csiAddress, err)
 			}
 			klog.InfoS("CSI driver not reachable; reporting without its view", "address", c.csiAddress, "err", err)
 		}
@@ -110,40 +112,40 @@ func buildCheckReport(ctx context.Context, c config, explicit map[string]bool) (
 	settings, err := linstorSettings(actx, kube, &c, explicit, fromCSI, newHealth(), &record.FakeRecorder{})
 	cancel()
 	if err != nil {
-		return sidecar.Report{}, err
+		return controller.Report{}, err
 	}
-	defaultPolicy, err := sidecar.ParsePolicy(c.defaultPolicy)
+	defaultPolicy, err := decide.ParsePolicy(c.defaultPolicy)
 	if err != nil {
-		return sidecar.Report{}, fmt.Errorf("--default-remote-access-policy: %w", err)
+		return controller.Report{}, fmt.Errorf("--default-remote-access-policy: %w", err)
 	}
-	lc, bulk, err := sidecar.NewLinstorClient(settings, lapi.Log(linstorLogger{}))
+	lc, bulk, err := linstor.NewLinstorClient(settings, lapi.Log(linstorLogger{}))
 	if err != nil {
-		return sidecar.Report{}, err
+		return controller.Report{}, err
 	}
 	cctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
 	// The loop's read, lists and decision, once.
-	view, err := sidecar.NewBulkLinstor(lc, bulk, c.propertyNamespace, 0).Fetch(cctx)
+	view, err := linstor.NewBulkLinstor(lc, bulk, c.propertyNamespace, 0).Fetch(cctx)
 	if err != nil {
-		return sidecar.Report{}, err
+		return controller.Report{}, err
 	}
-	pvs, scs, err := sidecar.Snapshot(cctx, sidecar.KubeSources(kube, false))
+	pvs, scs, err := controller.Snapshot(cctx, controller.KubeSources(kube, false))
 	if err != nil {
-		return sidecar.Report{}, err
+		return controller.Report{}, err
 	}
-	cfg := sidecar.Config{DriverName: driverName, GracePeriod: c.gracePeriod, DefaultPolicy: defaultPolicy}
+	cfg := decide.Config{DriverName: driverName, GracePeriod: c.gracePeriod, DefaultPolicy: defaultPolicy}
 	now := time.Now()
-	decisions, _, err := sidecar.DecideListed(pvs, scs, view, cfg, now)
+	decisions, _, err := controller.DecideListed(pvs, scs, view, cfg, now)
 	if err != nil {
-		return sidecar.Report{}, err
+		return controller.Report{}, err
 	}
 	scList, err := scs.List(labels.Everything())
 	if err != nil {
-		return sidecar.Report{}, err
+		return controller.Report{}, err
 	}
 	byName := make(map[string]*storagev1.StorageClass, len(scList))
 	for _, sc := range scList {
 		byName[sc.Name] = sc
 	}
-	return sidecar.BuildReport(ctx, driverName, decisions, byName, inspector, c.timeout, now), nil
+	return controller.BuildReport(ctx, driverName, decisions, byName, inspector, c.timeout, now), nil
 }

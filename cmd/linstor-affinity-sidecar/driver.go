@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/csiprobe"
-	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/controller"
 )
 
 // csiDriver adapts the CSI client to what the reconcile loop asks.
@@ -36,7 +36,7 @@ func (d csiDriver) Ready(ctx context.Context) error {
 func (d csiDriver) VolumeExists(ctx context.Context, volumeID string) (bool, string, error) {
 	st, err := d.client.VolumeStatus(ctx, volumeID)
 	if csiprobe.IsNotSupported(err) {
-		return false, "", sidecar.ErrCheckUnsupported
+		return false, "", controller.ErrCheckUnsupported
 	}
 	if err != nil {
 		return false, "", err

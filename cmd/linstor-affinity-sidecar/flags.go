@@ -8,10 +8,10 @@ import (
 	"strings"
 	"time"
 
-	"k8s.io/klog/v2"
-
-	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/decide"
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/podconfig"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/repair"
+	"k8s.io/klog/v2"
 )
 
 // config is every setting of the program, named as the kubernetes-csi sidecars
@@ -112,7 +112,7 @@ func newFlagSet(name string, c *config) *flag.FlagSet {
 }
 
 // validate checks settings that flag parsing cannot.
-func (c *config) validate() (sidecar.Policy, error) {
+func (c *config) validate() (decide.Policy, error) {
 	if c.csiAddress == "" && c.driverName == "" {
 		return nil, fmt.Errorf("standalone mode (--csi-address=\"\") needs --driver-name")
 	}
@@ -136,10 +136,10 @@ func (c *config) validate() (sidecar.Policy, error) {
 	if c.workers < 1 {
 		return nil, fmt.Errorf("--workers must be at least 1, got %d", c.workers)
 	}
-	if _, err := sidecar.ParseRepairMethod(c.repairMethod); err != nil {
+	if _, err := repair.ParseRepairMethod(c.repairMethod); err != nil {
 		return nil, fmt.Errorf("--repair-method: %w", err)
 	}
-	p, err := sidecar.ParsePolicy(c.defaultPolicy)
+	p, err := decide.ParsePolicy(c.defaultPolicy)
 	if err != nil {
 		return nil, fmt.Errorf("--default-remote-access-policy: %w", err)
 	}

@@ -8,10 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/controller"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-
-	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
 )
 
 // health answers the probes. /healthz is served from the first moments of
@@ -78,7 +77,7 @@ func (h *health) register(mux *http.ServeMux, c config, metrics prometheus.Gathe
 
 // readiness is nil once the caches synced and (with a driver) the driver
 // says ready and reports topology.
-func readiness(driver sidecar.Driver, synced func() bool) func(context.Context) error {
+func readiness(driver controller.Driver, synced func() bool) func(context.Context) error {
 	return func(ctx context.Context) error {
 		if !synced() {
 			return errors.New("informer caches not synced")

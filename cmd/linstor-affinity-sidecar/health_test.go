@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/csiprobe/csifake"
-	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/controller"
 )
 
 // /metrics serves csi-lib-utils' csi_sidecar_operations_seconds next to the
@@ -22,7 +22,7 @@ func TestMetricsEndpointServesCSIOperations(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	srv := csifake.Start(t, csifake.Config{})
-	metrics := sidecar.NewMetrics()
+	metrics := controller.NewMetrics()
 	csiMetrics := csimetrics.NewCSIMetricsManagerWithOptions("", csimetrics.WithProcessStartTime(false))
 	mux := http.NewServeMux()
 	newHealth().register(mux, config{metricsPath: "/metrics"}, prometheus.Gatherers{metrics.Registry, csiMetrics.GetRegistry()})

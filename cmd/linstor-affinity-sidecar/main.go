@@ -31,8 +31,11 @@ import (
 	"k8s.io/klog/v2"
 
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/csiprobe"
-	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/controller"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/decide"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/linstor"
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/podconfig"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/repair"
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/rivals"
 )
 
@@ -67,8 +70,8 @@ func main() {
 	tuneGC()
 
 	// Before the first request, so the client metrics count every one.
-	metrics := sidecar.NewMetrics()
-	sidecar.RegisterKubeClientMetrics(metrics.Registry)
+	metrics := controller.NewMetrics()
+	controller.RegisterKubeClientMetrics(metrics.Registry)
 	// csi_sidecar_operations_seconds, as every kubernetes-csi sidecar has
 	// it, on the same /metrics; the process collector already exports the
 	// start time.
@@ -104,7 +107,7 @@ func main() {
 		fail("%v", err)
 	}
 
-	var driver sidecar.Driver
+	var driver controller.Driver
 	driverName := c.driverName
 	if c.csiAddress != "" {
 		h.starting("waiting for the CSI driver at " + c.csiAddress)
@@ -118,14 +121,14 @@ func main() {
 		}
 	}
 
-	lc, bulk, err := sidecar.NewLinstorClient(linstorConn, lapi.Log(linstorLogger{}))
+	lc, bulk, err := linstor.NewLinstorClient(linstorConn, lapi.Log(linstorLogger{}))
 	if err != nil {
 		fail("%v", err)
 	}
 	// A LINSTOR view whose decision-relevant content did not change is
 	// reported unchanged (no decision anew) for at most one resync period,
 	// like the informers' caches.
-	linstor := sidecar.NewBulkLinstor(lc, bulk, c.propertyNamespace, c.resyncRate)
+	linstor := linstor.NewBulkLinstor(lc, bulk, c.propertyNamespace, c.resyncRate)
 
 	// Never two rewriters: while the upstream affinity controller runs
 	// (deployed by the operator, its chart or by hand), no new repair starts.
@@ -140,15 +143,15 @@ func main() {
 		self = podRef(selfNS, selfName)
 	}
 
-	method, _ := sidecar.ParseRepairMethod(c.repairMethod) // validated above
-	exec := &sidecar.Executor{Kube: kube, State: linstor, DriverName: driverName, Timeout: c.timeout, Method: method}
-	src := sidecar.KubeSources(kube, c.repairBlockedPods)
+	method, _ := repair.ParseRepairMethod(c.repairMethod) // validated above
+	exec := &repair.Executor{Kube: kube, State: linstor, DriverName: driverName, Timeout: c.timeout, Method: method}
+	src := controller.KubeSources(kube, c.repairBlockedPods)
 	src.Others = others
-	ctrl := sidecar.NewController(src, sidecar.Options{
-		Config:  sidecar.Config{DriverName: driverName, GracePeriod: c.gracePeriod, DefaultPolicy: defaultPolicy},
+	ctrl := controller.NewController(src, controller.Options{
+		Config:  decide.Config{DriverName: driverName, GracePeriod: c.gracePeriod, DefaultPolicy: defaultPolicy},
 		Workers: c.workers, Timeout: c.timeout,
-		Brakes: &sidecar.Brakes{
-			MaxDriftFraction: c.maxDriftFraction, MinDrifted: sidecar.DefaultMinDrifted, DriftConfirmations: c.driftConfirms,
+		Brakes: &controller.Brakes{
+			MaxDriftFraction: c.maxDriftFraction, MinDrifted: controller.DefaultMinDrifted, DriftConfirmations: c.driftConfirms,
 			Force: c.force, MaxRepairsPerMinute: c.maxRepairsPerMin,
 		},
 		SkipUnchanged: true,

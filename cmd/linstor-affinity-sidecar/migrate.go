@@ -7,10 +7,10 @@ import (
 	"syscall"
 
 	lapi "github.com/LINBIT/golinstor/client"
-	"k8s.io/klog/v2"
-
-	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/linstor"
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/podconfig"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/repair"
+	"k8s.io/klog/v2"
 )
 
 // migrateProperties moves saved state from resource definitions (where old
@@ -24,18 +24,18 @@ func migrateProperties(name string, args []string) {
 	if err := podconfig.CheckFiles(settings, os.Stat, nil, c.csiContainer); err != nil {
 		fail("%v", err)
 	}
-	lc, _, err := sidecar.NewLinstorClient(settings, lapi.Log(linstorLogger{}))
+	lc, _, err := linstor.NewLinstorClient(settings, lapi.Log(linstorLogger{}))
 	if err != nil {
 		fail("%v", err)
 	}
-	linstor := sidecar.NewLinstor(lc, c.propertyNamespace)
+	linstor := linstor.NewLinstor(lc, c.propertyNamespace)
 	fctx, cancel := context.WithTimeout(ctx, c.timeout)
 	view, err := linstor.Fetch(fctx)
 	cancel()
 	if err != nil {
 		fail("%v", err)
 	}
-	res, err := sidecar.MigrateProperties(ctx, view, linstor)
+	res, err := repair.MigrateProperties(ctx, view, linstor)
 	klog.InfoS("Migrated saved state", "moved", res.Moved, "alreadyMigrated", res.AlreadyMigrated, "conflicts", res.Conflicts, "invalid", res.Invalid)
 	if err != nil {
 		fail("%v", err)

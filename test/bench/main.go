@@ -1,7 +1,7 @@
 // Command bench measures the sidecar on the local test bed at scale: N static
 // PVs on 100 LINSTOR nodes (real etcd, kube-apiserver and kube-scheduler,
 // the LINSTOR REST simulator, the sidecar as its own process with its
-// default flags), and writes bench/REPORT.md, a JSON file of the figures and
+// default flags), and writes bench-results/REPORT.md, a JSON file of the figures and
 // a PNG plot of the time from a replica move to the blocked pod scheduled,
 // against N.
 //
@@ -60,7 +60,7 @@ func main() {
 	flag.IntVar(&o.burst, "burst", 1000, "PVs to drift at once by evacuating nodes (e).")
 	flag.IntVar(&o.burstMinN, "burst-min-n", 5000, "Run the burst only for N at least this (smaller beds have too few volumes).")
 	flag.BoolVar(&o.realistic, "realistic", true, "Run the LINSTOR simulator in its realistic mode (answers that change between requests, deletion windows; see test/linstorsim/README.md).")
-	flag.StringVar(&o.out, "out", "bench", "Directory for REPORT.md, results.json and pod-scheduled.png (relative to the repository root).")
+	flag.StringVar(&o.out, "out", "bench-results", "Directory for REPORT.md, results.json and pod-scheduled.png (relative to the repository root).")
 	flag.StringVar(&o.logDir, "log-dir", "", "Keep component logs here; empty: a temp dir, removed.")
 	flag.BoolVar(&o.profile, "profile", true, "Take CPU profiles of the sidecar (a quiet full read, the in-place burst) and a heap profile for the report.")
 	flag.BoolVar(&o.goBench, "gobench", true, "Run the Go benchmarks of package sidecar first and put them in the report.")
@@ -115,7 +115,7 @@ func run(ctx context.Context, o options) error {
 	rep := report{Machine: machine(), Options: o.describe(), Started: began.UTC(), Period: period.String()}
 	if o.goBench {
 		logf("running the Go benchmarks of package sidecar")
-		cmd := exec.CommandContext(ctx, "go", "test", "-run=^$", "-bench=.", "-benchmem", "./sidecar/")
+		cmd := exec.CommandContext(ctx, "go", "test", "-run=^$", "-bench=.", "-benchmem", "./sidecar/...")
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -128,7 +128,7 @@ func (r report) markdown() string {
 
 func (r report) writeBed(w func(string, ...any)) {
 	w("The bed: a real etcd, kube-apiserver (`MutablePVNodeAffinity=true`) and kube-scheduler; 100 Kubernetes Nodes labelled with the topology LINSTOR CSI reports (`linbit.com/hostname`, `topology.kubernetes.io/zone`); the LINSTOR REST simulator with those 100 nodes in 5 zones and 10 departing nodes (no Kubernetes Node, `AutoplaceTarget=false`); N static PVs. For the pods of (a), some volumes (%s) are strict with one replica on a departing node and a pre-bound claim; the others have 2 or 3 diskful replicas (StorageClass policies: half strict `false`, a quarter `fromSame: [zone]`, a quarter `true`). ", r.claimsNote())
-	w("The sidecar is built from this checkout and runs as its own process with its default flags (`--reconcile-rate` %s), except what the bed needs: standalone mode (`--csi-address=` `--driver-name`), the admin kubeconfig, leader election in `default`, `--http-endpoint`, `--new-pv-grace-period=0` (every PV is new) and `--enable-pprof`. No controller-manager, CSI driver, provisioner or kubelet runs; see bench/README.md for why and what that leaves out.\n\n", r.Period)
+	w("The sidecar is built from this checkout and runs as its own process with its default flags (`--reconcile-rate` %s), except what the bed needs: standalone mode (`--csi-address=` `--driver-name`), the admin kubeconfig, leader election in `default`, `--http-endpoint`, `--new-pv-grace-period=0` (every PV is new) and `--enable-pprof`. No controller-manager, CSI driver, provisioner or kubelet runs; see bench-results/README.md for why and what that leaves out.\n\n", r.Period)
 	w("Simulator: %s.\n\n", r.simulatorNote())
 	w("Moves: (a) %s moves per configuration, one every %s, each of a strict volume's only replica off its departing node, followed by a pod using its claim (measured until the pod has a node); (c) %s moves of other strict or zone volumes, without a pod, spread over one period of the full read, during (a). Quiet window (b, d): the whole periods of the full read that fit in %s (at least 2), from the end of one full read to the end of another; %s for %s. The replay of upstream's schedule runs alone, for %s, before the sidecar starts. Burst (e): with the sidecar stopped, nodes are evacuated one after the other until %s PVs drifted; the sidecar then starts with its defaults (and `--repair-method=recreate` for the recreate run) and finds the drift in its first full read.\n\n",
 		r.Options["k"], r.Options["moveInterval"], r.Options["k"], r.Options["quietWindow"], r.Options["beforeQuietWindow"], labelBefore, r.Options["replayWindow"], r.Options["burst"])
@@ -393,13 +393,13 @@ func (r report) writeProfiles(w func(string, ...any)) {
 		}
 	}
 	if r.GoBench != "" {
-		w("## Go benchmarks (`go test -run=^$ -bench=. -benchmem ./sidecar/`)\n\n```\n%s```\n\n", r.GoBench)
+		w("## Go benchmarks (`go test -run=^$ -bench=. -benchmem ./sidecar/...`)\n\n```\n%s```\n\n", r.GoBench)
 		w("`BenchmarkDecideAll10k*` is the pure decision over 10,000 PVs; `BenchmarkBulkFetch*` the LINSTOR read against the simulator in the same process (so time and allocations include the simulator's encoding): nothing changed (a LINSTOR repeating its answers, and a realistic one whose answers differ in every request, at 10,000 and 50,000 volumes), after one move, and decoded by golinstor into its full types as every cycle did before; `BenchmarkBulkDecodeRealisticView10k` the decoding of one realistic resource view alone; `BenchmarkPendingPodCache10k` what 10,000 blocked pods cost (the pending-pod cache and the blocked set).\n\n")
 	}
 }
 
 // writePhases shows how long each part of the run took, for the budget in
-// bench/README.md.
+// bench-results/README.md.
 func (r report) writePhases(w func(string, ...any)) {
 	w("## Time per part of the run\n\n")
 	header(w, append([]string{"part"}, r.nColumns()...)...)

@@ -7,11 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/controller"
 	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"sigs.k8s.io/yaml"
-
-	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
 )
 
 // The alerting rules live in one file, charts/linstor-affinity-sidecar/
@@ -54,7 +53,7 @@ var matcherRE = regexp.MustCompile(`([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)`)
 // rules and their tests select against what the sidecar registers, so a
 // renamed metric cannot leave an alert that never fires.
 func TestAlertRulesUseExposedMetrics(t *testing.T) {
-	m := sidecar.NewMetrics()
+	m := controller.NewMetrics()
 	// Vectors export nothing until a child exists: create one of each.
 	m.Reconciles.WithLabelValues("success")
 	m.PVs.WithLabelValues("drifted", "x")

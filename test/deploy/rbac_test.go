@@ -22,11 +22,40 @@ import (
 // election) by what they are documented to send.
 
 // scannedPackages are the packages of the binary whose API calls the chart's
-// pod can make. sidecar/podconfig is left out: it reads the sidecar's own pod
-// and the Secrets and ConfigMaps the LINSTOR CSI container references, which
-// the chart turns off (--csi-container=) because its pod has no such
-// container.
-var scannedPackages = []string{"cmd/linstor-affinity-sidecar", "sidecar", "sidecar/rivals"}
+// pod can make: cmd/ and every package under sidecar/ but those of
+// notScanned.
+func scannedPackages(t testing.TB) []string {
+	t.Helper()
+	pkgs := []string{"cmd/linstor-affinity-sidecar"}
+	root := repoPath(t)
+	err := filepath.WalkDir(filepath.Join(root, "sidecar"), func(path string, d os.DirEntry, err error) error {
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(root, path)
+		if _, skip := notScanned[rel]; skip || strings.HasPrefix(rel, "sidecar/internal") || filepath.Base(rel) == "testdata" {
+			return filepath.SkipDir
+		}
+		if files, _ := filepath.Glob(filepath.Join(path, "*.go")); len(files) > 0 {
+			pkgs = append(pkgs, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pkgs
+}
+
+// notScanned are the packages under sidecar/ left out, with the reason.
+// sidecar/internal holds test helpers only (no product package imports it,
+// sidecar/layers_test.go).
+var notScanned = map[string]string{
+	// It reads the sidecar's own pod and the Secrets and ConfigMaps the
+	// LINSTOR CSI container references, which the chart turns off
+	// (--csi-container=) because its pod has no such container.
+	"sidecar/podconfig": "reads the CSI container's settings",
+}
 
 // clientGroups maps the typed clientset's group accessors to API groups.
 var clientGroups = map[string]string{
@@ -55,7 +84,7 @@ func codeRequests(t testing.TB) (cluster, namespaced map[string][]string) {
 		}
 	}
 	fset := token.NewFileSet()
-	for _, pkg := range scannedPackages {
+	for _, pkg := range scannedPackages(t) {
 		dir := repoPath(t, pkg)
 		entries, err := os.ReadDir(dir)
 		if err != nil {
@@ -92,7 +121,7 @@ func codeRequests(t testing.TB) (cluster, namespaced map[string][]string) {
 					return true
 				}
 				if last == "RESTClient" && len(chain) >= 2 && chain[len(chain)-2] == "CoreV1" {
-					// The compact PV cache (sidecar/pvstream.go): the core
+					// The compact PV cache (sidecar/kubecache/pvstream.go): the core
 					// REST client is handed to NewPVListerWatcher, which
 					// lists and watches PVs, nothing else. Handed anywhere
 					// else, its verbs cannot be told.
@@ -190,7 +219,7 @@ func isPackageCall(call *ast.CallExpr, pkg, name string) bool {
 func TestCodeRequestsFindsTheKnownCalls(t *testing.T) {
 	cluster, namespaced := codeRequests(t)
 	for key, verb := range map[string]string{
-		"/persistentvolumes":            "patch",  // sidecar/execute.go, inplace.go
+		"/persistentvolumes":            "patch",  // sidecar/repair/execute.go, inplace.go
 		"storage.k8s.io/storageclasses": "watch",  // the StorageClass informer
 		"/events":                       "create", // the event recorder
 		"/pods":                         "watch",  // sidecar/rivals

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/kubecache"
+	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/cluster"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -21,9 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
-
-	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar"
-	"github.com/piraeusdatastore/linstor-affinity-sidecar/test/cluster"
 )
 
 // The sidecar's PV cache against a real kube-apiserver: PVs as it stores and
@@ -74,7 +73,7 @@ func TestPVCacheHoldsCompactPVsOfTheAPIServer(t *testing.T) {
 			return rt.RoundTrip(r)
 		})
 	})
-	lw := sidecar.NewPVListerWatcher(kubernetes.NewForConfigOrDie(cfg).CoreV1().RESTClient())
+	lw := kubecache.NewPVListerWatcher(kubernetes.NewForConfigOrDie(cfg).CoreV1().RESTClient())
 
 	// A list read from etcd (no resourceVersion) comes in pages.
 	obj, err := lw.List(metav1.ListOptions{})
@@ -96,7 +95,7 @@ func TestPVCacheHoldsCompactPVsOfTheAPIServer(t *testing.T) {
 	}
 
 	// The cache follows the watch.
-	pvs := sidecar.NewWatch("persistentvolumes", lw, &corev1.PersistentVolume{}, nil, nil)
+	pvs := kubecache.NewWatch("persistentvolumes", lw, &corev1.PersistentVolume{}, nil, nil)
 	go pvs.Run(ctx)
 	if !cache.WaitForCacheSync(ctx.Done(), pvs.HasSynced) {
 		t.Fatal("PV cache never synced")
@@ -229,7 +228,7 @@ func cachePV(i int) *corev1.PersistentVolume {
 }
 
 // assertKeptFields checks a cached PV against the API server's full copy:
-// the kept fields equal, nothing else there (see sidecar/compactpv.go; the
+// the kept fields equal, nothing else there (see sidecar/kubecache/compactpv.go; the
 // list is written out again here on purpose).
 func assertKeptFields(t *testing.T, cached, full *corev1.PersistentVolume) {
 	t.Helper()

@@ -6,7 +6,7 @@ import (
 )
 
 // faultKillMsg is the line the sidecar's test-only fault hook
-// (sidecar/faulthook_on.go, -tags faulthooks) logs right before it kills
+// (sidecar/repair/faulthook_on.go, -tags faulthooks) logs right before it kills
 // its own process, with the step and the PV as fields.
 const faultKillMsg = "Fault hook: killing the process"
 
