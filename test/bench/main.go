@@ -63,7 +63,7 @@ func main() {
 	flag.StringVar(&o.out, "out", "bench-results", "Directory for REPORT.md, results.json and pod-scheduled.png (relative to the repository root).")
 	flag.StringVar(&o.logDir, "log-dir", "", "Keep component logs here; empty: a temp dir, removed.")
 	flag.BoolVar(&o.profile, "profile", true, "Take CPU profiles of the sidecar (a quiet full read, the in-place burst) and a heap profile for the report.")
-	flag.BoolVar(&o.goBench, "gobench", true, "Run the Go benchmarks of package sidecar first and put them in the report.")
+	flag.BoolVar(&o.goBench, "gobench", true, "Run the Go benchmarks of the packages under sidecar/ first and put them in the report.")
 	flag.Parse()
 	for _, f := range strings.Split(ns, ",") {
 		n, err := strconv.Atoi(strings.TrimSpace(f))
