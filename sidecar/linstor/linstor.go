@@ -309,14 +309,14 @@ func (l *Linstor) bulkRound(ctx context.Context, lists *bulkLists) error {
 	return nil
 }
 
-// SaveState implements StateStore on the volume definition.
+// SaveState implements repair.StateStore on the volume definition.
 func (l *Linstor) SaveState(ctx context.Context, ref decide.VolumeRef, pvJSON string) error {
 	return l.Client.ResourceDefinitions.ModifyVolumeDefinition(ctx, ref.RD, ref.Volume, lapi.VolumeDefinitionModify{
 		GenericPropsModify: lapi.GenericPropsModify{OverrideProps: lapi.OverrideProps{decide.SavedPVKey: pvJSON}},
 	})
 }
 
-// LoadState implements StateStore: the saved-state property as LINSTOR has
+// LoadState implements repair.StateStore: the saved-state property as LINSTOR has
 // it now, read with a request of its own ("" when not set).
 func (l *Linstor) LoadState(ctx context.Context, ref decide.VolumeRef, legacy bool) (string, error) {
 	if legacy {
@@ -340,7 +340,7 @@ func (l *Linstor) LoadState(ctx context.Context, ref decide.VolumeRef, legacy bo
 	return "", fmt.Errorf("resource definition %s has no volume definition %d", ref.RD, ref.Volume)
 }
 
-// ClearState implements StateStore, wherever the state was found.
+// ClearState implements repair.StateStore, wherever the state was found.
 func (l *Linstor) ClearState(ctx context.Context, s *decide.SavedState) error {
 	del := lapi.GenericPropsModify{DeleteProps: lapi.DeleteProps{decide.SavedPVKey}}
 	if s.Legacy {

@@ -13,7 +13,7 @@ import (
 // short (a resource definition name is up to 48 characters).
 const VolumeBatch = 50
 
-// FetchVolumes implements VolumeSource: per batch of names, one filtered
+// FetchVolumes implements controller.VolumeSource: per batch of names, one filtered
 // list of resource definitions with their volume definitions and one
 // filtered resource view; the nodes only when needed.
 func (l *Linstor) FetchVolumes(ctx context.Context, rds []string, nodes map[string]decide.Segment) (*decide.View, error) {

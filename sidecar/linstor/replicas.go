@@ -6,7 +6,8 @@ import (
 	"github.com/piraeusdatastore/linstor-affinity-sidecar/sidecar/decide"
 )
 
-// Replicas implements ReplicaConfirmer with LINSTOR's per-resource-definition
+// Replicas implements controller.ReplicaConfirmer (the gate's replica
+// confirmation) with LINSTOR's per-resource-definition
 // resource list, a different request from the bulk resource view.
 func (l *Linstor) Replicas(ctx context.Context, rd string) ([]decide.Resource, error) {
 	res, err := l.Client.Resources.GetAll(ctx, rd)
