@@ -114,7 +114,7 @@ func run(ctx context.Context, o options) error {
 	}
 	rep := report{Machine: machine(), Options: o.describe(), Started: began.UTC(), Period: period.String()}
 	if o.goBench {
-		logf("running the Go benchmarks of package sidecar")
+		logf("running the Go benchmarks of the packages under sidecar/")
 		cmd := exec.CommandContext(ctx, "go", "test", "-run=^$", "-bench=.", "-benchmem", "./sidecar/...")
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
