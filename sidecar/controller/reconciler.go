@@ -73,7 +73,7 @@ type Options struct {
 	// Events about the sidecar itself; nil: no such Events.
 	Self runtime.Object
 	// Blocked, when set with Volumes, holds the pods the scheduler cannot
-	// place because of a PV's node affinity (sidecar.Blocked, fed by the
+	// place because of a PV's node affinity (Blocked, fed by the
 	// pending-pod watch). Their volumes are read from LINSTOR at once, by
 	// Demand, instead of at the next full read.
 	Blocked *Blocked

@@ -11,7 +11,7 @@ import (
 )
 
 // checkReport is the JSON of `check -o json`, as a user's script reads it:
-// declared here, not taken from package sidecar, so a renamed field fails.
+// declared here, not taken from the sidecar's packages, so a renamed field fails.
 type checkReport struct {
 	Driver  string `json:"driver"`
 	Summary struct {

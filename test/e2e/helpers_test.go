@@ -16,7 +16,7 @@ import (
 )
 
 // The upstream affinity controller's compatibility keys (DOMAIN.md section
-// 3), written out here rather than taken from package sidecar, so a wrong
+// 3), written out here rather than taken from the sidecar's packages, so a wrong
 // constant there fails these tests.
 const (
 	skipAnnotation = "piraeus.io/skip-affinity-controller"

@@ -19,7 +19,7 @@ import (
 )
 
 // The upstream controller's compatibility keys (DOMAIN.md section 3),
-// written out here so a wrong constant in package sidecar fails the suite.
+// written out here so a wrong constant in the sidecar's packages fails the suite.
 const (
 	savedPVKey   = "Aux/affinity-updater-saved-pv"
 	skipReclaim  = testbed.DriverName + "/skip-reclaim"
