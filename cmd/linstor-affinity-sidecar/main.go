@@ -1,6 +1,7 @@
 // Command linstor-affinity-sidecar runs next to the LINSTOR CSI controller and
 // keeps every LINSTOR-backed PV's node affinity in sync with where LINSTOR keeps
-// the volume's data. main only wires; the decisions live in the packages under sidecar/ (decide, and the loop in controller).
+// the volume's data. main only wires; the decisions live in the packages under
+// sidecar/ (the decision in decide, the loop in controller).
 package main
 
 import (
