@@ -230,6 +230,9 @@ func (r report) memoryRows(row func(string, string, func(runResult) string)) {
 	row("(d) … of which anonymous (heap, stacks) / file-backed (the program's pages)", "–", q(func(s quietResult) string {
 		return fmt.Sprintf("%.1f / %.1f MiB", s.RSSAnonMiB, s.RSSFileMiB)
 	}))
+	row(fmt.Sprintf("(d) Resident memory settled: %v after the last full read (anonymous)", settleAfterRead), "–", q(func(s quietResult) string {
+		return fmt.Sprintf("%.1f MiB (%.1f)", s.SettledRSSMiB, s.SettledAnonMiB)
+	}))
 	row("(d) Go heap in use, end of the quiet window", "–", q(func(s quietResult) string { return fmt.Sprintf("%.1f MiB", s.HeapInuseMiB) }))
 	row("(d) Peak resident memory (VmHWM) since start", "–", q(func(s quietResult) string { return fmt.Sprintf("%.1f MiB", s.PeakRSSMiB) }))
 	row("(d) CPU per quiet full read (all the process's CPU in the window / full reads)", "–", q(func(s quietResult) string { return fmt.Sprintf("%.0f ms", s.CPUPerReadMs) }))

@@ -10,16 +10,22 @@ import (
 // traffic, Kubernetes requests, CPU and memory, over whole periods of its
 // full read.
 type quietResult struct {
-	Traffic            traffic `json:"linstor"`
-	FullReads          float64 `json:"fullReads"`
-	CPUPerReadMs       float64 `json:"cpuPerFullReadMs"`
-	CPUPercent         float64 `json:"cpuPercent"`
-	KubePerMinute      float64 `json:"kubeRequestsPerMinute"`
-	LeasePerMinute     float64 `json:"kubeLeaseRequestsPerMinute"`
-	RSSMiB             float64 `json:"rssMiB"`
-	PeakRSSMiB         float64 `json:"peakRssMiB"`
-	RSSAnonMiB         float64 `json:"rssAnonMiB"`
-	RSSFileMiB         float64 `json:"rssFileMiB"`
+	Traffic        traffic `json:"linstor"`
+	FullReads      float64 `json:"fullReads"`
+	CPUPerReadMs   float64 `json:"cpuPerFullReadMs"`
+	CPUPercent     float64 `json:"cpuPercent"`
+	KubePerMinute  float64 `json:"kubeRequestsPerMinute"`
+	LeasePerMinute float64 `json:"kubeLeaseRequestsPerMinute"`
+	RSSMiB         float64 `json:"rssMiB"`
+	PeakRSSMiB     float64 `json:"peakRssMiB"`
+	RSSAnonMiB     float64 `json:"rssAnonMiB"`
+	RSSFileMiB     float64 `json:"rssFileMiB"`
+	// SettledRSSMiB and SettledAnonMiB are taken settleAfterRead after the
+	// last full read of the window: what the sidecar holds between reads,
+	// once it has decided and given the read's garbage back to the OS
+	// (the figures above are taken a second after the read's last answer).
+	SettledRSSMiB      float64 `json:"settledRssMiB"`
+	SettledAnonMiB     float64 `json:"settledAnonMiB"`
 	HeapInuseMiB       float64 `json:"heapInuseMiB"`
 	FetchDurationMsAvg float64 `json:"fullReadDurationMsAvg"`
 }
@@ -124,5 +130,21 @@ func (b *bed) measureQuiet(ctx context.Context, window, period time.Duration, la
 		r.CPUPerReadMs = float64(cpu1-cpu0) / float64(time.Millisecond) / r.FullReads
 		r.FetchDurationMsAvg = 1000 * delta(fetches+"_sum", nil) / r.FullReads
 	}
+	if settleAfterRead < period {
+		select {
+		case <-ctx.Done():
+			return quietResult{}, ctx.Err()
+		case <-time.After(settleAfterRead):
+		}
+		rss, _, anon, _, err := procMem(pid)
+		if err != nil {
+			return quietResult{}, err
+		}
+		r.SettledRSSMiB, r.SettledAnonMiB = float64(rss)/(1<<20), float64(anon)/(1<<20)
+	}
 	return r, nil
 }
+
+// settleAfterRead is how long after a full read the settled memory figures
+// are taken: longer than deciding on 50,000 PVs takes, shorter than a period.
+const settleAfterRead = 20 * time.Second
