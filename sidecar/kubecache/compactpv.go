@@ -277,10 +277,20 @@ func Compact(pv *corev1.PersistentVolume) (*corev1.PersistentVolume, error) {
 	if err != nil {
 		return nil, err
 	}
-	var d pvDecoder
-	out := &corev1.PersistentVolume{}
-	if err := d.decode(func(v any) error { return json.Unmarshal(data, v) }, out); err != nil {
+	out, err := decodeOne(data)
+	if err != nil {
 		return nil, fmt.Errorf("compact decode of pv %s: %w", pv.Name, err)
 	}
 	return out, nil
+}
+
+// decodeOne decodes one PV's JSON compact, as the cache's list and watch
+// decode each PV of their stream.
+func decodeOne(data []byte) (*corev1.PersistentVolume, error) {
+	var d pvDecoder
+	pv := &corev1.PersistentVolume{}
+	if err := d.decode(func(v any) error { return json.Unmarshal(data, v) }, pv); err != nil {
+		return nil, err
+	}
+	return pv, nil
 }

@@ -63,9 +63,8 @@ func compactOf(full *corev1.PersistentVolume) *corev1.PersistentVolume {
 // decodeCompact decodes one PV's JSON compact.
 func decodeCompact(t testing.TB, data []byte) *corev1.PersistentVolume {
 	t.Helper()
-	var d pvDecoder
-	pv := &corev1.PersistentVolume{}
-	if err := d.decode(func(v any) error { return json.Unmarshal(data, v) }, pv); err != nil {
+	pv, err := decodeOne(data)
+	if err != nil {
 		t.Fatalf("compact decode: %v\n%s", err, data)
 	}
 	return pv

@@ -553,6 +553,8 @@ func (e *Executor) create(ctx context.Context, pv *corev1.PersistentVolume) (*co
 	return e.Kube.CoreV1().PersistentVolumes().Create(cctx, fresh, metav1.CreateOptions{})
 }
 
+// Get reads PV name live from the API server, within one --timeout: the read
+// a write builds on, never the informer's copy.
 func (e *Executor) Get(ctx context.Context, name string) (*corev1.PersistentVolume, error) {
 	cctx, cancel := e.call(ctx)
 	defer cancel()
